@@ -1,0 +1,77 @@
+import type { Readable } from 'node:stream';
+
+/** An inclusive byte range, as in HTTP: `start` and `end` are both byte offsets inside the blob. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * Driver-owned state of an upload session: JSON-serializable, persisted by the core in the
+ * metadata store after every successful call, handed back on the next call (possibly on another
+ * process). Keep it small: the fs store needs nothing, S3 keeps its UploadId and part ETags.
+ */
+export type UploadState = { [key: string]: unknown };
+
+export interface BlobStoreCapabilities {
+  /** Smallest chunk the store handles without extra copying; advertised as `OCI-Chunk-Min-Length`. */
+  minChunkLength?: number;
+  /** The store can answer `redirectUrl` with a presigned URL. */
+  redirect?: boolean;
+}
+
+export interface AppendResult {
+  /** New driver state to persist. */
+  state: UploadState;
+  /** Bytes taken from `body` (the caller checks it against Content-Length / Content-Range). */
+  written: number;
+}
+
+/**
+ * Called by `commitUpload` when the core could not hash the upload while it streamed in (the
+ * session moved between processes). The store passes a stream of the whole upload *before* the
+ * data becomes readable under the digest; `verify` rejects with an error if it does not match,
+ * in which case the store must leave no blob behind.
+ */
+export type VerifyContent = (content: Readable) => Promise<void>;
+
+/**
+ * Bytes only, addressed by digest (`sha256:<hex>`). Which repository may see a blob is the
+ * metadata store's business; a BlobStore stores each digest once.
+ *
+ * Digests reaching a store are already validated by the core (`store-guard.ts`), but a store
+ * must still never build a path or key that escapes its root from its inputs.
+ */
+export interface BlobStore {
+  /** Short name for logs and errors, e.g. `fs`, `s3`. */
+  readonly name: string;
+  readonly capabilities: BlobStoreCapabilities;
+
+  /** Size of a stored blob, or undefined when absent. */
+  stat(digest: string): Promise<{ size: number } | undefined>;
+  /** Stream a blob or an inclusive range of it. Throws NotFoundError when absent. */
+  read(digest: string, range?: ByteRange): Promise<Readable>;
+  /** Remove a blob. Absent blobs are not an error. */
+  delete(digest: string): Promise<void>;
+  /** A short-lived URL from which a client can download the blob directly, if supported. */
+  redirectUrl?(digest: string, options: { expiresInSeconds: number; range?: ByteRange }): Promise<string | undefined>;
+
+  /** Open an upload session with a caller-chosen id (a UUID). */
+  createUpload(id: string): Promise<UploadState>;
+  /**
+   * Append `body` at `offset` (the number of bytes the session already holds, as the metadata
+   * store last recorded it). Anything the store holds past `offset` (a write that failed or a
+   * process that died mid-request) is discarded first. `length` is the expected size when known.
+   */
+  appendUpload(id: string, state: UploadState, offset: number, body: Readable, length?: number): Promise<AppendResult>;
+  /**
+   * Make the `size` bytes of the session readable under `digest` and drop the session. When the
+   * blob already exists the session data is simply discarded (dedup). `verify`, when given, must
+   * accept the whole content before it becomes visible (see VerifyContent).
+   */
+  commitUpload(id: string, state: UploadState, size: number, digest: string, verify?: VerifyContent): Promise<void>;
+  /** Drop the session and everything it stored. Unknown sessions are not an error. */
+  abortUpload(id: string, state: UploadState): Promise<void>;
+  /** Release connections, timers. */
+  close?(): Promise<void>;
+}
