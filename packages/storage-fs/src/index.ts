@@ -1,1 +1,2 @@
-export {};
+export { FsBlobStore } from './fs-blob-store.js';
+export type { FsBlobStoreOptions } from './fs-blob-store.js';

@@ -1,0 +1,368 @@
+/*
+ * FsBlobStore: blobs as plain files under one root directory.
+ *
+ * Layout on disk:
+ *
+ *   <root>/blobs/<alg>/<first 2 hex>/<hex>   committed blobs, immutable, one file per digest
+ *                                             (e.g. blobs/sha256/e3/e3b0c442...b855)
+ *   <root>/uploads/<id>                       one file per open upload session, holding the bytes
+ *                                             received so far
+ *
+ * Both trees live under the same root so that committing is a rename(2) inside one filesystem:
+ * a blob appears under its digest atomically and complete, or not at all. The two-hex fan-out keeps
+ * directories small (256 per algorithm) without the deeper nesting Distribution uses.
+ *
+ * Every path is built from inputs that passed a strict regex (digest: known algorithm plus exactly
+ * its lowercase hex length; upload id: [A-Za-z0-9-]{1,64}), and is re-checked to lie inside root,
+ * so no input can name a file elsewhere.
+ *
+ * Durability (option `fsync`, default true): commit fsyncs the upload file before the rename and
+ * the blob's directory after it, so a blob visible under its digest survives a power loss with its
+ * full content. Appends are not fsynced: a crash can only lose the tail of a session, which the
+ * next append or commit detects (the file is shorter than the recorded offset -> IntegrityError,
+ * never zero-filled), and a session resumed after a crash has no live hash in the core, so its
+ * content is re-verified through `verify` at commit anyway.
+ */
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  IntegrityError,
+  NotFoundError,
+  ConflictError,
+  StoreError,
+  UnavailableError,
+  type AppendResult,
+  type BlobStore,
+  type BlobStoreCapabilities,
+  type ByteRange,
+  type UploadState,
+  type VerifyContent,
+} from '@berth/core';
+
+/** Options of {@link FsBlobStore}. */
+export interface FsBlobStoreOptions {
+  /** Directory holding `blobs/` and `uploads/`; created on first write. Resolved to an absolute path. */
+  root: string;
+  /**
+   * fsync the blob before it becomes visible and its directory after the rename (default true).
+   * Turn off only for throwaway registries (tests, CI caches) where speed beats crash safety.
+   */
+  fsync?: boolean;
+  /** Buffer size of the write stream of an append, in bytes (default 1 MiB): fewer, larger writes. */
+  writeHighWaterMark?: number;
+  /** Chunk size of blob read streams, in bytes (default 1 MiB). */
+  readHighWaterMark?: number;
+}
+
+const MiB = 1024 * 1024;
+
+/** Hex length of each supported digest algorithm; anything else is rejected. */
+const DIGEST_HEX_LENGTH: Record<string, number> = { sha256: 64, sha512: 128 };
+const DIGEST_RE = /^(sha256|sha512):([a-f0-9]+)$/;
+const UPLOAD_ID_RE = /^[A-Za-z0-9-]{1,64}$/;
+
+/** Errno codes that mean the disk (not the request) is the problem: the core answers 503. */
+const UNAVAILABLE_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO', 'EMFILE', 'ENFILE', 'EBUSY', 'EAGAIN']);
+
+function errnoCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+}
+
+function isAbsent(err: unknown): boolean {
+  const code = errnoCode(err);
+  // ENOTDIR: a path component is a file; for our fixed layout that still means "not there".
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/** An empty stream, for verifying a 0-byte upload (createReadStream cannot express "no bytes"). */
+function emptyStream(): Readable {
+  return Readable.from([]);
+}
+
+/** A content-addressed {@link BlobStore} on a local (or network-mounted, POSIX) filesystem. */
+export class FsBlobStore implements BlobStore {
+  readonly name = 'fs';
+  /** No minimum chunk (any append is a plain write) and no redirect (no URL to hand out). */
+  readonly capabilities: BlobStoreCapabilities = {};
+
+  /** Absolute root directory. */
+  readonly root: string;
+  readonly #blobs: string;
+  readonly #uploads: string;
+  readonly #fsync: boolean;
+  readonly #writeHighWaterMark: number;
+  readonly #readHighWaterMark: number;
+
+  constructor(options: FsBlobStoreOptions) {
+    if (!options || typeof options.root !== 'string' || options.root === '') {
+      throw new TypeError('FsBlobStore: options.root must be a non-empty path');
+    }
+    this.root = resolve(options.root);
+    this.#blobs = join(this.root, 'blobs');
+    this.#uploads = join(this.root, 'uploads');
+    this.#fsync = options.fsync ?? true;
+    this.#writeHighWaterMark = positiveInt(options.writeHighWaterMark, MiB, 'writeHighWaterMark');
+    this.#readHighWaterMark = positiveInt(options.readHighWaterMark, MiB, 'readHighWaterMark');
+  }
+
+  async stat(digest: string): Promise<{ size: number } | undefined> {
+    const path = this.#blobPath(digest);
+    try {
+      const st = await stat(path);
+      return st.isFile() ? { size: st.size } : undefined;
+    } catch (err) {
+      if (isAbsent(err)) return undefined;
+      throw this.#translate(err, `stat ${digest}`);
+    }
+  }
+
+  async read(digest: string, range?: ByteRange): Promise<Readable> {
+    const path = this.#blobPath(digest);
+    if (range !== undefined) checkRange(range);
+    // Open eagerly so absence is a NotFoundError here, not an 'error' event on the stream later.
+    // Once open, a concurrent delete does not disturb the read (POSIX keeps the inode alive).
+    let handle: FileHandle;
+    try {
+      handle = await open(path, 'r');
+    } catch (err) {
+      if (isAbsent(err)) throw new NotFoundError(`blob ${digest} not found`, this.name);
+      throw this.#translate(err, `open ${digest}`);
+    }
+    try {
+      if (range !== undefined) {
+        // A range past the end would yield a short body under a Content-Length promising more.
+        const { size } = await handle.stat();
+        if (range.end >= size) {
+          throw new StoreError(`range ${range.start}-${range.end} outside blob ${digest} of ${size} bytes`, this.name);
+        }
+      }
+      // The stream owns the handle from here (autoClose): closed on end, error or destroy.
+      return handle.createReadStream({
+        start: range?.start ?? 0,
+        end: range?.end,
+        highWaterMark: this.#readHighWaterMark,
+      });
+    } catch (err) {
+      await handle.close();
+      throw err instanceof StoreError ? err : this.#translate(err, `read ${digest}`);
+    }
+  }
+
+  async delete(digest: string): Promise<void> {
+    const path = this.#blobPath(digest);
+    // Empty fan-out directories are kept: removing them could race a concurrent commit's rename.
+    await this.#unlinkIfPresent(path, `delete ${digest}`);
+  }
+
+  async createUpload(id: string): Promise<UploadState> {
+    const path = this.#uploadPath(id);
+    await this.#mkdir(this.#uploads);
+    let handle: FileHandle;
+    try {
+      // 'wx': ids are caller-chosen UUIDs; reusing one would silently mix two sessions.
+      handle = await open(path, 'wx');
+    } catch (err) {
+      if (errnoCode(err) === 'EEXIST') throw new ConflictError(`upload ${id} already exists`, this.name);
+      throw this.#translate(err, `create upload ${id}`);
+    }
+    await handle.close();
+    return {};
+  }
+
+  async appendUpload(id: string, _state: UploadState, offset: number, body: Readable, _length?: number): Promise<AppendResult> {
+    const path = this.#uploadPath(id);
+    checkNonNegativeInt(offset, 'offset');
+    const handle = await this.#openUpload(path, id);
+    let out;
+    try {
+      await this.#cutTo(handle, offset, id);
+      // Positional writes from `offset`; the stream takes over (and will close) the handle.
+      out = handle.createWriteStream({ start: offset, highWaterMark: this.#writeHighWaterMark });
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    const closed = new Promise<void>((done) => out.once('close', () => done()));
+    let bodyError: unknown;
+    body.once('error', (err) => {
+      bodyError ??= err;
+    });
+    try {
+      await pipeline(body, out);
+    } catch (err) {
+      // Wait until no write is in flight: the next append (maybe on another request right away)
+      // truncates to its offset, and a late write of ours landing after that would corrupt it.
+      await closed;
+      throw err === bodyError ? err : this.#translate(err, `append to upload ${id}`);
+    }
+    await closed;
+    return { state: {}, written: out.bytesWritten };
+  }
+
+  async commitUpload(id: string, _state: UploadState, size: number, digest: string, verify?: VerifyContent): Promise<void> {
+    const path = this.#uploadPath(id);
+    const target = this.#blobPath(digest);
+    checkNonNegativeInt(size, 'size');
+    const handle = await this.#openUpload(path, id);
+    try {
+      // Defensive: drop anything past `size` (a failed trailing write) so the blob is exactly `size`.
+      await this.#cutTo(handle, size, id);
+      if (verify !== undefined) {
+        const content = size === 0 ? emptyStream() : createReadStream(path, { start: 0, end: size - 1, highWaterMark: this.#readHighWaterMark });
+        try {
+          await verify(content);
+        } catch (err) {
+          await handle.close().catch(() => {});
+          await this.#unlinkIfPresent(path, `discard upload ${id}`);
+          throw err;
+        } finally {
+          // verify may settle without reading everything; release the descriptor either way.
+          content.destroy();
+        }
+      }
+      if (this.#fsync) await handle.sync();
+    } finally {
+      // Closing twice (after a failed verify) is harmless; a close error is secondary to the cause.
+      await handle.close().catch(() => {});
+    }
+
+    if ((await this.stat(digest)) !== undefined) {
+      // Dedup: the stored blob has the same digest, so the same bytes; keep it untouched.
+      await this.#unlinkIfPresent(path, `discard upload ${id}`);
+      return;
+    }
+    const dir = dirname(target);
+    await this.#mkdir(dir);
+    try {
+      // Atomic: readers see the whole blob or nothing. Two racing commits of one digest both
+      // succeed; the second replaces an identical file, and open readers keep the old inode.
+      await rename(path, target);
+    } catch (err) {
+      if (isAbsent(err)) throw new NotFoundError(`upload ${id} not found`, this.name);
+      throw this.#translate(err, `commit upload ${id} as ${digest}`);
+    }
+    if (this.#fsync) await this.#syncDir(dir);
+  }
+
+  async abortUpload(id: string, _state: UploadState): Promise<void> {
+    await this.#unlinkIfPresent(this.#uploadPath(id), `abort upload ${id}`);
+  }
+
+  async close(): Promise<void> {
+    // Nothing pooled: every operation opens and closes its own descriptors.
+  }
+
+  /** Ids of the upload sessions on disk (for sweepers and leak checks), in no particular order. */
+  async listUploads(): Promise<string[]> {
+    try {
+      return (await readdir(this.#uploads)).filter((name) => UPLOAD_ID_RE.test(name));
+    } catch (err) {
+      if (isAbsent(err)) return [];
+      throw this.#translate(err, 'list uploads');
+    }
+  }
+
+  /** The file of a digest, after strict validation; throws StoreError for anything malformed. */
+  #blobPath(digest: string): string {
+    const match = typeof digest === 'string' ? DIGEST_RE.exec(digest) : null;
+    if (!match || match[2].length !== DIGEST_HEX_LENGTH[match[1]]) {
+      throw new StoreError(`invalid digest ${JSON.stringify(String(digest).slice(0, 200))}`, this.name);
+    }
+    const [, alg, hex] = match;
+    return this.#inside(this.#blobs, join(this.#blobs, alg, hex.slice(0, 2), hex));
+  }
+
+  #uploadPath(id: string): string {
+    if (typeof id !== 'string' || !UPLOAD_ID_RE.test(id)) {
+      throw new StoreError(`invalid upload id ${JSON.stringify(String(id).slice(0, 200))}`, this.name);
+    }
+    return this.#inside(this.#uploads, join(this.#uploads, id));
+  }
+
+  /** Belt and braces behind the regexes: the joined path must stay below `base`. */
+  #inside(base: string, path: string): string {
+    if (!path.startsWith(base + sep)) throw new StoreError(`path escapes the store root: ${path}`, this.name);
+    return path;
+  }
+
+  async #openUpload(path: string, id: string): Promise<FileHandle> {
+    try {
+      return await open(path, 'r+');
+    } catch (err) {
+      if (isAbsent(err)) throw new NotFoundError(`upload ${id} not found`, this.name);
+      throw this.#translate(err, `open upload ${id}`);
+    }
+  }
+
+  /** Make the session exactly `length` bytes long, refusing to extend it with zeros. */
+  async #cutTo(handle: FileHandle, length: number, id: string): Promise<void> {
+    const { size } = await handle.stat();
+    if (size < length) {
+      // The metadata says we hold more than the disk does (a crash lost unsynced data):
+      // zero-filling would corrupt the blob silently, so refuse.
+      throw new IntegrityError(`upload ${id} holds ${size} bytes, expected at least ${length}`, this.name);
+    }
+    if (size > length) await handle.truncate(length);
+  }
+
+  async #unlinkIfPresent(path: string, what: string): Promise<void> {
+    try {
+      await unlink(path);
+    } catch (err) {
+      if (!isAbsent(err)) throw this.#translate(err, what);
+    }
+  }
+
+  async #mkdir(dir: string): Promise<void> {
+    try {
+      await mkdir(dir, { recursive: true });
+    } catch (err) {
+      throw this.#translate(err, `mkdir ${dir}`);
+    }
+  }
+
+  /** Persist the directory entry created by rename (needed on ext4/xfs for crash safety). */
+  async #syncDir(dir: string): Promise<void> {
+    let handle: FileHandle | undefined;
+    try {
+      handle = await open(dir, 'r');
+      await handle.sync();
+    } catch (err) {
+      // Some platforms/filesystems (Windows, some FUSE mounts) cannot open or fsync a directory.
+      const code = errnoCode(err);
+      if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'ENOTSUP') {
+        throw this.#translate(err, `fsync ${dir}`);
+      }
+    } finally {
+      await handle?.close().catch(() => {});
+    }
+  }
+
+  /** Disk trouble becomes UnavailableError (503); anything else stays as is for a 500. */
+  #translate(err: unknown, what: string): unknown {
+    const code = errnoCode(err);
+    if (code !== undefined && UNAVAILABLE_CODES.has(code)) {
+      return Object.assign(new UnavailableError(`${what}: ${code}`, this.name), { cause: err });
+    }
+    return err;
+  }
+}
+
+function positiveInt(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value <= 0) throw new TypeError(`FsBlobStore: ${name} must be a positive integer`);
+  return value;
+}
+
+function checkNonNegativeInt(value: number, name: string): void {
+  if (!Number.isSafeInteger(value) || value < 0) throw new StoreError(`invalid ${name} ${value}`, 'fs');
+}
+
+function checkRange(range: ByteRange): void {
+  checkNonNegativeInt(range.start, 'range start');
+  checkNonNegativeInt(range.end, 'range end');
+  if (range.end < range.start) throw new StoreError(`invalid range ${range.start}-${range.end}`, 'fs');
+}
