@@ -1,4 +1,655 @@
-// Placeholder: the shared MetadataStore contract suite is being written.
-import type { MetadataStore } from '@berth/core';
-export type MetadataStoreFactory = () => Promise<{ store: MetadataStore; cleanup: () => Promise<void> }>;
-export function describeMetadataStore(_name: string, _factory: MetadataStoreFactory): void {}
+// The MetadataStore contract: every driver runs this suite against a real backend. Each describe
+// block gets a fresh store from the factory, so listings that span the database start empty.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ManifestRecord, MetadataStore } from '@berth/core';
+
+export interface MetadataStoreUnderTest {
+  store: MetadataStore;
+  /** Close the store and remove its database. */
+  cleanup: () => Promise<void>;
+  /**
+   * Open a second store over the same database (the suite closes it). Without it the
+   * cross-instance tests are skipped.
+   */
+  reopen?: () => Promise<MetadataStore>;
+}
+
+export type MetadataStoreFactory = () => Promise<MetadataStoreUnderTest>;
+
+const IMAGE = 'application/vnd.oci.image.manifest.v1+json';
+const INDEX = 'application/vnd.oci.image.index.v1+json';
+
+function digestOf(content: Buffer | string): string {
+  return `sha256:${createHash('sha256').update(content).digest('hex')}`;
+}
+
+function fakeDigest(label: string): string {
+  return digestOf(`blob:${label}`);
+}
+
+function byteOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+function manifest(repository: string, label: string, extra: Partial<ManifestRecord> = {}): ManifestRecord {
+  const content = extra.content ?? Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: IMAGE, label }));
+  return { repository, digest: digestOf(content), mediaType: IMAGE, content, blobs: [], children: [], ...extra };
+}
+
+/** Fresh store for the enclosing describe block. */
+function useStore(factory: MetadataStoreFactory): MetadataStoreUnderTest {
+  const ctx = {} as MetadataStoreUnderTest;
+  before(async () => {
+    Object.assign(ctx, await factory());
+  });
+  after(async () => {
+    await ctx.cleanup?.();
+  });
+  return ctx;
+}
+
+export function describeMetadataStore(name: string, factory: MetadataStoreFactory): void {
+  describe(`MetadataStore contract: ${name}`, () => {
+    describeRepositories(factory);
+    describeBlobLinks(factory);
+    describeManifests(factory);
+    describeTagListing(factory);
+    describeReferrers(factory);
+    describeUploads(factory);
+    describeSharedDatabase(factory);
+  });
+}
+
+function describeRepositories(factory: MetadataStoreFactory): void {
+  describe('repositories', () => {
+    const t = useStore(factory);
+    const names = ['b/c', 'a', 'a/b', 'a-b', 'a.b', 'a_b', 'ab', 'z'];
+    const sorted = ['a', 'a-b', 'a.b', 'a/b', 'a_b', 'ab', 'b/c', 'z'];
+
+    it('starts empty', async () => {
+      assert.deepEqual(await t.store.listRepositories(), []);
+      assert.equal(await t.store.repositoryExists('a'), false);
+    });
+
+    it('exist once a blob link or a manifest was pushed, not for an upload session', async () => {
+      await t.store.createUpload({ id: randomUUID(), repository: 'uploading', state: {} });
+      for (const [i, repository] of names.entries()) {
+        if (i % 2 === 0) await t.store.linkBlob(repository, fakeDigest(repository), 1);
+        else await t.store.putManifest(manifest(repository, repository), []);
+      }
+      for (const repository of names) assert.equal(await t.store.repositoryExists(repository), true, repository);
+      assert.equal(await t.store.repositoryExists('uploading'), false);
+      assert.equal(await t.store.repositoryExists('a/'), false);
+      assert.equal(await t.store.repositoryExists('A'), false);
+    });
+
+    it('lists names in byte order', async () => {
+      assert.deepEqual([...sorted].sort(byteOrder), sorted);
+      assert.deepEqual(await t.store.listRepositories(), sorted);
+    });
+
+    it('paginates strictly after last, at most limit', async () => {
+      assert.deepEqual(await t.store.listRepositories({ limit: 3 }), ['a', 'a-b', 'a.b']);
+      assert.deepEqual(await t.store.listRepositories({ limit: 2, last: 'a.b' }), ['a/b', 'a_b']);
+      assert.deepEqual(await t.store.listRepositories({ last: 'ab' }), ['b/c', 'z']);
+      assert.deepEqual(await t.store.listRepositories({ last: 'a/' }), ['a/b', 'a_b', 'ab', 'b/c', 'z']);
+      assert.deepEqual(await t.store.listRepositories({ last: 'z' }), []);
+      assert.deepEqual(await t.store.listRepositories({ limit: 0 }), []);
+      assert.deepEqual(await t.store.listRepositories({ limit: 100 }), sorted);
+    });
+  });
+}
+
+function describeBlobLinks(factory: MetadataStoreFactory): void {
+  describe('blob links', () => {
+    const t = useStore(factory);
+
+    it('links a blob to one repository only, idempotently, creating the repository', async () => {
+      const digest = fakeDigest('link');
+      assert.equal(await t.store.getBlob('links/a', digest), undefined);
+      await t.store.linkBlob('links/a', digest, 1234);
+      await t.store.linkBlob('links/a', digest, 1234);
+      assert.deepEqual(await t.store.getBlob('links/a', digest), { size: 1234 });
+      assert.equal(await t.store.getBlob('links/b', digest), undefined);
+      assert.equal(await t.store.getBlob('links/a', fakeDigest('other')), undefined);
+      assert.equal(await t.store.repositoryExists('links/a'), true);
+      assert.equal(await t.store.repositoryExists('links/b'), false);
+    });
+
+    it('keeps sizes beyond 32 bits as exact numbers', async () => {
+      const size = 5 * 2 ** 32 + 7;
+      await t.store.linkBlob('links/big', fakeDigest('big'), size);
+      const blob = await t.store.getBlob('links/big', fakeDigest('big'));
+      assert.deepEqual(blob, { size });
+      assert.equal(typeof blob?.size, 'number');
+    });
+
+    it('unlinks, reporting whether there was a link', async () => {
+      const digest = fakeDigest('unlink');
+      await t.store.linkBlob('links/u1', digest, 10);
+      await t.store.linkBlob('links/u2', digest, 10);
+      assert.equal(await t.store.unlinkBlob('links/u1', digest), true);
+      assert.equal(await t.store.unlinkBlob('links/u1', digest), false);
+      assert.equal(await t.store.unlinkBlob('links/never', digest), false);
+      assert.equal(await t.store.getBlob('links/u1', digest), undefined);
+      assert.deepEqual(await t.store.getBlob('links/u2', digest), { size: 10 });
+    });
+
+    it('knows whether any repository still links a blob', async () => {
+      const digest = fakeDigest('linked');
+      assert.equal(await t.store.isBlobLinked(digest), false);
+      await t.store.linkBlob('links/l1', digest, 5);
+      await t.store.linkBlob('links/l2', digest, 5);
+      assert.equal(await t.store.isBlobLinked(digest), true);
+      await t.store.unlinkBlob('links/l1', digest);
+      assert.equal(await t.store.isBlobLinked(digest), true);
+      await t.store.unlinkBlob('links/l2', digest);
+      assert.equal(await t.store.isBlobLinked(digest), false);
+    });
+
+    it('lists the repositories linking a digest in byte order, paginated', async () => {
+      const digest = fakeDigest('shared');
+      for (const repository of ['m/b', 'm/a', 'M/z', 'm/a/x', 'm/a-x']) await t.store.linkBlob(repository, digest, 3);
+      await t.store.linkBlob('m/other', fakeDigest('not-shared'), 3);
+      const all = ['M/z', 'm/a', 'm/a-x', 'm/a/x', 'm/b'];
+      assert.deepEqual(await t.store.listBlobRepositories(digest), all);
+      assert.deepEqual(await t.store.listBlobRepositories(digest, { limit: 2 }), ['M/z', 'm/a']);
+      assert.deepEqual(await t.store.listBlobRepositories(digest, { last: 'm/a', limit: 2 }), ['m/a-x', 'm/a/x']);
+      assert.deepEqual(await t.store.listBlobRepositories(digest, { last: 'm/a0' }), ['m/b']);
+      assert.deepEqual(await t.store.listBlobRepositories(digest, { limit: 0 }), []);
+      assert.deepEqual(await t.store.listBlobRepositories(fakeDigest('nobody')), []);
+    });
+
+    it('reports the digests a repository has no link to', async () => {
+      const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((x) => fakeDigest(`missing-${x}`));
+      await t.store.linkBlob('links/missing', a, 1);
+      await t.store.linkBlob('links/missing', c, 1);
+      await t.store.linkBlob('links/elsewhere', b, 1);
+      assert.deepEqual((await t.store.missingBlobs('links/missing', [a, b, c, d])).sort(), [b, d].sort());
+      assert.deepEqual(await t.store.missingBlobs('links/missing', [a, c]), []);
+      assert.deepEqual(await t.store.missingBlobs('links/missing', []), []);
+      assert.deepEqual((await t.store.missingBlobs('links/nowhere', [a, b])).sort(), [a, b].sort());
+    });
+
+    it('answers missingBlobs for long lists', async () => {
+      const digests = Array.from({ length: 1500 }, (_, i) => fakeDigest(`many-${i}`));
+      const linked = digests.filter((_, i) => i % 3 === 0);
+      for (const digest of linked) await t.store.linkBlob('links/many', digest, 1);
+      const missing = await t.store.missingBlobs('links/many', digests);
+      assert.deepEqual(missing.sort(), digests.filter((_, i) => i % 3 !== 0).sort());
+    });
+  });
+}
+
+function describeManifests(factory: MetadataStoreFactory): void {
+  describe('manifests and tags', () => {
+    const t = useStore(factory);
+
+    it('round-trips every field, with the exact bytes', async () => {
+      const content = Buffer.concat([Buffer.from('{"a":1}\n'), Buffer.from([0, 0xff, 0xfe, 0x80, 0x0a]), randomBytes(64 * 1024)]);
+      const record = manifest('mf/full', 'full', {
+        content,
+        mediaType: INDEX,
+        subject: fakeDigest('subject'),
+        artifactType: 'application/vnd.example+json',
+        annotations: { 'org.opencontainers.image.created': '2024-01-01T00:00:00Z', 'x/y.z': 'ünïcödé ✓', empty: '' },
+        blobs: [fakeDigest('config'), fakeDigest('layer')],
+        children: [fakeDigest('child-1'), fakeDigest('child-2')],
+      });
+      await t.store.putManifest(record, ['v1']);
+      const got = await t.store.getManifest('mf/full', record.digest);
+      assert.ok(got);
+      assert.ok(Buffer.isBuffer(got.content), 'content is a Buffer');
+      assert.ok(got.content.equals(content), 'content bytes are exact');
+      assert.deepEqual({ ...got, content: undefined }, { ...record, content: undefined });
+    });
+
+    it('returns absent optional fields as undefined, never null', async () => {
+      const record = manifest('mf/minimal', 'minimal');
+      await t.store.putManifest(record, []);
+      const got = await t.store.getManifest('mf/minimal', record.digest);
+      assert.ok(got);
+      assert.equal(got.subject, undefined);
+      assert.equal(got.artifactType, undefined);
+      assert.equal(got.annotations, undefined);
+      assert.deepEqual(got.blobs, []);
+      assert.deepEqual(got.children, []);
+      assert.equal(got.mediaType, IMAGE);
+    });
+
+    it('round-trips empty annotations as an empty object', async () => {
+      const record = manifest('mf/annotations', 'empty-annotations', { annotations: {} });
+      await t.store.putManifest(record, []);
+      assert.deepEqual((await t.store.getManifest('mf/annotations', record.digest))?.annotations, {});
+    });
+
+    it('finds manifests only in their own repository', async () => {
+      const record = manifest('mf/own', 'own');
+      await t.store.putManifest(record, ['latest']);
+      assert.equal(await t.store.repositoryExists('mf/own'), true);
+      assert.equal(await t.store.getManifest('mf/other', record.digest), undefined);
+      assert.equal(await t.store.getManifest('mf/own', fakeDigest('absent')), undefined);
+      assert.equal(await t.store.resolveTag('mf/other', 'latest'), undefined);
+      assert.equal(await t.store.resolveTag('mf/own', 'absent'), undefined);
+      assert.equal(await t.store.resolveTag('mf/own', 'latest'), record.digest);
+    });
+
+    it('is idempotent for the same digest and still moves tags', async () => {
+      const record = manifest('mf/idem', 'idem', { annotations: { a: 'b' } });
+      await t.store.putManifest(record, ['one']);
+      await t.store.putManifest(record, ['two']);
+      await t.store.putManifest(record, []);
+      assert.equal(await t.store.resolveTag('mf/idem', 'one'), record.digest);
+      assert.equal(await t.store.resolveTag('mf/idem', 'two'), record.digest);
+      const got = await t.store.getManifest('mf/idem', record.digest);
+      assert.ok(got?.content.equals(record.content));
+      assert.deepEqual(got?.annotations, { a: 'b' });
+      assert.deepEqual(await t.store.missingManifests('mf/idem', [record.digest]), []);
+    });
+
+    it('moves existing tags to the new manifest and leaves other tags alone', async () => {
+      const first = manifest('mf/move', 'first');
+      const second = manifest('mf/move', 'second');
+      await t.store.putManifest(first, ['latest', 'v1']);
+      await t.store.putManifest(second, ['latest', 'v2']);
+      assert.equal(await t.store.resolveTag('mf/move', 'latest'), second.digest);
+      assert.equal(await t.store.resolveTag('mf/move', 'v1'), first.digest);
+      assert.equal(await t.store.resolveTag('mf/move', 'v2'), second.digest);
+      assert.deepEqual(await t.store.listTags('mf/move'), ['latest', 'v1', 'v2']);
+    });
+
+    it('accepts the same tag twice in one put', async () => {
+      const record = manifest('mf/dup', 'dup');
+      await t.store.putManifest(record, ['x', 'x', 'y']);
+      assert.deepEqual(await t.store.listTags('mf/dup'), ['x', 'y']);
+    });
+
+    it('reports the digests that are not manifests of a repository', async () => {
+      const a = manifest('mf/missing', 'a');
+      const b = manifest('mf/missing-other', 'b');
+      await t.store.putManifest(a, []);
+      await t.store.putManifest(b, []);
+      const absent = fakeDigest('absent-manifest');
+      assert.deepEqual((await t.store.missingManifests('mf/missing', [a.digest, b.digest, absent])).sort(), [b.digest, absent].sort());
+      assert.deepEqual(await t.store.missingManifests('mf/missing', []), []);
+      assert.deepEqual(await t.store.missingManifests('mf/missing', [a.digest]), []);
+    });
+
+    it('deletes a manifest with its tags, but not tags moved elsewhere', async () => {
+      const doomed = manifest('mf/delete', 'doomed');
+      const kept = manifest('mf/delete', 'kept');
+      await t.store.putManifest(doomed, ['a', 'b']);
+      await t.store.putManifest(kept, ['c']);
+      await t.store.putManifest(kept, ['b']);
+      assert.equal(await t.store.deleteManifest('mf/delete', doomed.digest), true);
+      assert.equal(await t.store.getManifest('mf/delete', doomed.digest), undefined);
+      assert.equal(await t.store.resolveTag('mf/delete', 'a'), undefined);
+      assert.equal(await t.store.resolveTag('mf/delete', 'b'), kept.digest);
+      assert.deepEqual(await t.store.listTags('mf/delete'), ['b', 'c']);
+      assert.ok(await t.store.getManifest('mf/delete', kept.digest));
+      assert.equal(await t.store.deleteManifest('mf/delete', doomed.digest), false);
+      assert.deepEqual(await t.store.missingManifests('mf/delete', [doomed.digest]), [doomed.digest]);
+    });
+
+    it('deletes a manifest in one repository only', async () => {
+      const content = Buffer.from('{"shared":true}');
+      const inA = manifest('mf/del-a', 'shared', { content });
+      const inB = { ...inA, repository: 'mf/del-b' };
+      await t.store.putManifest(inA, ['t']);
+      await t.store.putManifest(inB, ['t']);
+      assert.equal(await t.store.deleteManifest('mf/del-a', inA.digest), true);
+      assert.equal(await t.store.resolveTag('mf/del-b', 't'), inB.digest);
+      assert.ok(await t.store.getManifest('mf/del-b', inB.digest));
+      assert.equal(await t.store.deleteManifest('mf/never', inA.digest), false);
+    });
+
+    it('deletes only the tag, keeping the manifest', async () => {
+      const record = manifest('mf/untag', 'untag');
+      await t.store.putManifest(record, ['gone', 'stays']);
+      assert.equal(await t.store.deleteTag('mf/untag', 'gone'), true);
+      assert.equal(await t.store.deleteTag('mf/untag', 'gone'), false);
+      assert.equal(await t.store.deleteTag('mf/other', 'stays'), false);
+      assert.equal(await t.store.resolveTag('mf/untag', 'gone'), undefined);
+      assert.equal(await t.store.resolveTag('mf/untag', 'stays'), record.digest);
+      assert.ok(await t.store.getManifest('mf/untag', record.digest));
+    });
+
+    it('a manifest can be pushed again after deletion', async () => {
+      const record = manifest('mf/again', 'again');
+      await t.store.putManifest(record, ['t']);
+      await t.store.deleteManifest('mf/again', record.digest);
+      await t.store.putManifest(record, ['t']);
+      assert.equal(await t.store.resolveTag('mf/again', 't'), record.digest);
+    });
+  });
+}
+
+function describeTagListing(factory: MetadataStoreFactory): void {
+  describe('tag listing', () => {
+    const t = useStore(factory);
+    const tags = ['latest', 'Latest', 'b', 'B', 'a', 'A', '_x', '0', 'a.b', 'a-b', 'a_b', 'v1.10', 'v1.9', 'z'];
+    const sorted = ['0', 'A', 'B', 'Latest', '_x', 'a', 'a-b', 'a.b', 'a_b', 'b', 'latest', 'v1.10', 'v1.9', 'z'];
+
+    before(async () => {
+      const record = manifest('tags/r', 'tagged');
+      await t.store.putManifest(record, tags.slice(0, 7));
+      await t.store.putManifest(manifest('tags/r', 'tagged-2'), tags.slice(7));
+      await t.store.putManifest(manifest('tags/r2', 'neighbour'), ['neighbour', 'a']);
+      await t.store.putManifest(manifest('tags', 'parent'), ['parent']);
+    });
+
+    it('lists tags in byte order, uppercase before lowercase', async () => {
+      assert.deepEqual([...sorted].sort(byteOrder), sorted);
+      assert.deepEqual(await t.store.listTags('tags/r'), sorted);
+      assert.deepEqual(await t.store.listTags('tags/r2'), ['a', 'neighbour']);
+      assert.deepEqual(await t.store.listTags('tags/none'), []);
+    });
+
+    it('returns at most limit tags; limit 0 returns none', async () => {
+      assert.deepEqual(await t.store.listTags('tags/r', { limit: 3 }), ['0', 'A', 'B']);
+      assert.deepEqual(await t.store.listTags('tags/r', { limit: 0 }), []);
+      assert.deepEqual(await t.store.listTags('tags/r', { limit: 0, last: 'A' }), []);
+      assert.deepEqual(await t.store.listTags('tags/r', { limit: 1000 }), sorted);
+    });
+
+    it('returns tags strictly after last, with or without limit', async () => {
+      assert.deepEqual(await t.store.listTags('tags/r', { last: 'a_b' }), ['b', 'latest', 'v1.10', 'v1.9', 'z']);
+      assert.deepEqual(await t.store.listTags('tags/r', { last: 'B', limit: 2 }), ['Latest', '_x']);
+      assert.deepEqual(await t.store.listTags('tags/r', { last: 'A' }), sorted.slice(2));
+      assert.deepEqual(await t.store.listTags('tags/r', { last: 'a' }), sorted.slice(6));
+      assert.deepEqual(await t.store.listTags('tags/r', { last: 'z' }), []);
+    });
+
+    it('accepts a last that is not a tag', async () => {
+      assert.deepEqual(await t.store.listTags('tags/r', { last: 'M' }), ['_x', 'a', 'a-b', 'a.b', 'a_b', 'b', 'latest', 'v1.10', 'v1.9', 'z']);
+      assert.deepEqual(await t.store.listTags('tags/r', { last: 'v1.' }), ['v1.10', 'v1.9', 'z']);
+      assert.deepEqual(await t.store.listTags('tags/r', { last: '' }), sorted);
+      assert.deepEqual(await t.store.listTags('tags/r', { last: '~' }), []);
+    });
+
+    it('walks every page exactly once', async () => {
+      const seen: string[] = [];
+      let last: string | undefined;
+      for (;;) {
+        const page = await t.store.listTags('tags/r', { limit: 4, last });
+        assert.ok(page.length <= 4);
+        if (page.length === 0) break;
+        seen.push(...page);
+        last = page[page.length - 1];
+      }
+      assert.deepEqual(seen, sorted);
+    });
+  });
+}
+
+function describeReferrers(factory: MetadataStoreFactory): void {
+  describe('referrers', () => {
+    const t = useStore(factory);
+    const subject = manifest('refs/r', 'subject');
+    const sbom = 'application/vnd.example.sbom';
+    const referrers = [
+      manifest('refs/r', 'sbom-1', { subject: subject.digest, artifactType: sbom, annotations: { 'org.example.n': '1' } }),
+      manifest('refs/r', 'sbom-2', { subject: subject.digest, artifactType: sbom }),
+      manifest('refs/r', 'sbom-json', { subject: subject.digest, artifactType: `${sbom}+json` }),
+      manifest('refs/r', 'signature', { subject: subject.digest, artifactType: 'application/vnd.example.sig', annotations: { who: 'me' } }),
+      manifest('refs/r', 'index', { subject: subject.digest, mediaType: INDEX }),
+    ];
+    const byDigest = [...referrers].sort((a, b) => byteOrder(a.digest, b.digest));
+    const descriptor = (m: ManifestRecord) => {
+      const d: Record<string, unknown> = { digest: m.digest, mediaType: m.mediaType, size: m.content.length };
+      if (m.artifactType !== undefined) d.artifactType = m.artifactType;
+      if (m.annotations !== undefined) d.annotations = m.annotations;
+      return d;
+    };
+    const plain = (records: object[]) => records.map((r) => Object.fromEntries(Object.entries(r).filter(([, v]) => v !== undefined)));
+
+    before(async () => {
+      await t.store.putManifest(subject, ['subject']);
+      for (const referrer of referrers) await t.store.putManifest(referrer, []);
+      await t.store.putManifest(manifest('refs/r', 'unrelated', { subject: fakeDigest('elsewhere'), artifactType: sbom }), []);
+      await t.store.putManifest(manifest('refs/other', 'sbom-1', { subject: subject.digest, artifactType: sbom }), []);
+    });
+
+    it('lists the manifests whose subject is the digest, ordered by digest, as descriptors', async () => {
+      const got = await t.store.listReferrers('refs/r', subject.digest);
+      assert.deepEqual(plain(got), byDigest.map(descriptor));
+    });
+
+    it('leaves absent artifactType and annotations undefined', async () => {
+      const got = await t.store.listReferrers('refs/r', subject.digest);
+      const index = got.find((r) => r.digest === referrers[4].digest);
+      assert.ok(index);
+      assert.equal(index.artifactType, undefined);
+      assert.equal(index.annotations, undefined);
+      assert.equal(index.mediaType, INDEX);
+      assert.equal(typeof index.size, 'number');
+    });
+
+    it('filters by exact artifactType', async () => {
+      const got = await t.store.listReferrers('refs/r', subject.digest, { artifactType: sbom });
+      assert.deepEqual(got.map((r) => r.digest), byDigest.filter((m) => m.artifactType === sbom).map((m) => m.digest));
+      assert.deepEqual(await t.store.listReferrers('refs/r', subject.digest, { artifactType: 'application/vnd.example' }), []);
+      assert.equal((await t.store.listReferrers('refs/r', subject.digest, {})).length, referrers.length);
+    });
+
+    it('paginates by digest', async () => {
+      const first = await t.store.listReferrers('refs/r', subject.digest, undefined, { limit: 2 });
+      assert.deepEqual(first.map((r) => r.digest), byDigest.slice(0, 2).map((m) => m.digest));
+      const rest = await t.store.listReferrers('refs/r', subject.digest, undefined, { last: first[1].digest });
+      assert.deepEqual(rest.map((r) => r.digest), byDigest.slice(2).map((m) => m.digest));
+      const filtered = await t.store.listReferrers('refs/r', subject.digest, { artifactType: sbom }, { limit: 1, last: byDigest[0].digest });
+      assert.equal(filtered.length, 1);
+      assert.equal(filtered[0].artifactType, sbom);
+      assert.ok(byteOrder(filtered[0].digest, byDigest[0].digest) > 0);
+      assert.deepEqual(await t.store.listReferrers('refs/r', subject.digest, undefined, { limit: 0 }), []);
+    });
+
+    it('answers an empty list for unknown subjects and other repositories', async () => {
+      assert.deepEqual(await t.store.listReferrers('refs/r', fakeDigest('nothing')), []);
+      assert.deepEqual(await t.store.listReferrers('refs/none', subject.digest), []);
+      assert.equal((await t.store.listReferrers('refs/other', subject.digest)).length, 1);
+    });
+
+    it('drops deleted referrers', async () => {
+      const extra = manifest('refs/r', 'to-delete', { subject: subject.digest });
+      await t.store.putManifest(extra, []);
+      assert.ok((await t.store.listReferrers('refs/r', subject.digest)).some((r) => r.digest === extra.digest));
+      await t.store.deleteManifest('refs/r', extra.digest);
+      assert.ok(!(await t.store.listReferrers('refs/r', subject.digest)).some((r) => r.digest === extra.digest));
+    });
+  });
+}
+
+function describeUploads(factory: MetadataStoreFactory): void {
+  describe('upload sessions', () => {
+    const t = useStore(factory);
+    const later = () => Date.now() + 60_000;
+    const newUpload = async (state: Record<string, unknown> = {}): Promise<string> => {
+      const id: string = randomUUID();
+      await t.store.createUpload({ id, repository: 'up/r', state });
+      return id;
+    };
+
+    it('creates and reads back a session', async () => {
+      const id = randomUUID();
+      const state = { uploadId: 'abc', parts: [{ n: 1, etag: '"x"' }], tail: null, nested: { deep: [1, 'two', true] } };
+      const before = Date.now();
+      await t.store.createUpload({ id, repository: 'up/r', state, algorithm: 'sha512' });
+      const after = Date.now();
+      const got = await t.store.getUpload(id);
+      assert.ok(got);
+      assert.equal(got.id, id);
+      assert.equal(got.repository, 'up/r');
+      assert.equal(got.offset, 0);
+      assert.deepEqual(got.state, state);
+      assert.equal(got.algorithm, 'sha512');
+      assert.equal(got.leaseUntil, 0);
+      assert.ok(got.createdAt >= before && got.createdAt <= after, 'createdAt is now');
+      assert.ok(got.updatedAt >= before && got.updatedAt <= after, 'updatedAt is now');
+    });
+
+    it('leaves an unannounced algorithm undefined; unknown ids are undefined', async () => {
+      const id = await newUpload();
+      assert.equal((await t.store.getUpload(id))?.algorithm, undefined);
+      assert.equal(await t.store.getUpload(randomUUID()), undefined);
+    });
+
+    it('refuses a second session with the same id', async () => {
+      const id = await newUpload({ first: true });
+      await assert.rejects(t.store.createUpload({ id, repository: 'up/r', state: { second: true } }));
+      assert.deepEqual((await t.store.getUpload(id))?.state, { first: true });
+    });
+
+    it('claims only at the recorded offset and only when free', async () => {
+      const id = await newUpload();
+      assert.equal(await t.store.claimUpload(id, 1, 'a', later()), false, 'offset mismatch');
+      assert.equal(await t.store.claimUpload(randomUUID(), 0, 'a', later()), false, 'unknown session');
+      const until = later();
+      assert.equal(await t.store.claimUpload(id, 0, 'a', until), true);
+      assert.equal((await t.store.getUpload(id))?.leaseUntil, until);
+      assert.equal(await t.store.claimUpload(id, 0, 'b', later()), false, 'leased to a');
+    });
+
+    it('lets another request take an expired lease', async () => {
+      const id = await newUpload();
+      assert.equal(await t.store.claimUpload(id, 0, 'old', Date.now() + 40), true);
+      assert.equal(await t.store.claimUpload(id, 0, 'new', later()), false);
+      await sleep(80);
+      assert.equal(await t.store.claimUpload(id, 0, 'new', later()), true);
+      assert.equal(await t.store.renewUpload(id, 'old', later()), false, 'old holder lost the lease');
+      assert.equal(await t.store.advanceUpload(id, 'old', 10, {}), false, 'old holder cannot advance');
+      assert.equal((await t.store.getUpload(id))?.offset, 0);
+    });
+
+    it('lets exactly one of many concurrent claims win', async () => {
+      for (let round = 0; round < 5; round++) {
+        const id = await newUpload();
+        const results = await Promise.all(Array.from({ length: 12 }, (_, i) => t.store.claimUpload(id, 0, `token-${i}`, later())));
+        assert.equal(results.filter(Boolean).length, 1, `round ${round}: ${results}`);
+      }
+    });
+
+    it('renews a lease for its holder only', async () => {
+      const id = await newUpload();
+      await t.store.claimUpload(id, 0, 'holder', Date.now() + 1000);
+      assert.equal(await t.store.renewUpload(id, 'intruder', later()), false);
+      const until = later();
+      assert.equal(await t.store.renewUpload(id, 'holder', until), true);
+      assert.equal((await t.store.getUpload(id))?.leaseUntil, until);
+      assert.equal(await t.store.renewUpload(randomUUID(), 'holder', until), false);
+    });
+
+    it('advances for the holder only, recording progress and freeing the lease', async () => {
+      const id = await newUpload({ step: 0 });
+      await t.store.claimUpload(id, 0, 'holder', later());
+      assert.equal(await t.store.advanceUpload(id, 'intruder', 100, { step: 'bad' }), false);
+      assert.deepEqual((await t.store.getUpload(id))?.state, { step: 0 });
+      const before = Date.now();
+      assert.equal(await t.store.advanceUpload(id, 'holder', 100, { step: 1, parts: ['e1'] }), true);
+      const got = await t.store.getUpload(id);
+      assert.equal(got?.offset, 100);
+      assert.deepEqual(got?.state, { step: 1, parts: ['e1'] });
+      assert.equal(got?.leaseUntil, 0);
+      assert.ok((got?.updatedAt ?? 0) >= before);
+      assert.equal(await t.store.advanceUpload(id, 'holder', 200, {}), false, 'lease already freed');
+      assert.equal(await t.store.claimUpload(id, 0, 'next', later()), false, 'old offset');
+      assert.equal(await t.store.claimUpload(id, 100, 'next', later()), true);
+    });
+
+    it('releases for the holder only', async () => {
+      const id = await newUpload();
+      await t.store.claimUpload(id, 0, 'holder', later());
+      await t.store.releaseUpload(id, 'intruder');
+      assert.equal(await t.store.claimUpload(id, 0, 'other', later()), false, 'still held');
+      await t.store.releaseUpload(id, 'holder');
+      assert.equal((await t.store.getUpload(id))?.leaseUntil, 0);
+      assert.equal((await t.store.getUpload(id))?.offset, 0);
+      assert.equal(await t.store.claimUpload(id, 0, 'other', later()), true);
+      await t.store.releaseUpload(randomUUID(), 'anyone');
+    });
+
+    it('lists sessions not updated since a time', async () => {
+      const oldA = await newUpload();
+      const oldB = await newUpload();
+      await sleep(15);
+      const cutoff = Date.now();
+      await sleep(15);
+      const fresh = await newUpload();
+      const ours = (records: { id: string }[]) => records.map((r) => r.id).filter((id) => [oldA, oldB, fresh].includes(id));
+      const stale = await t.store.listStaleUploads(cutoff, 1000);
+      assert.deepEqual(ours(stale).sort(), [oldA, oldB].sort());
+      assert.equal(stale.find((r) => r.id === oldA)?.repository, 'up/r');
+      assert.equal((await t.store.listStaleUploads(cutoff, 1)).length, 1);
+      assert.deepEqual(await t.store.listStaleUploads(0, 10), []);
+      assert.equal(await t.store.claimUpload(oldA, 0, 'x', later()), true);
+      assert.equal(await t.store.advanceUpload(oldA, 'x', 5, {}), true);
+      assert.deepEqual(ours(await t.store.listStaleUploads(cutoff, 1000)), [oldB]);
+    });
+
+    it('deletes a session', async () => {
+      const id = await newUpload();
+      assert.equal(await t.store.deleteUpload(id), true);
+      assert.equal(await t.store.deleteUpload(id), false);
+      assert.equal(await t.store.getUpload(id), undefined);
+      assert.equal(await t.store.claimUpload(id, 0, 'x', later()), false);
+    });
+  });
+}
+
+function describeSharedDatabase(factory: MetadataStoreFactory): void {
+  describe('two stores over one database', () => {
+    let other: MetadataStore | undefined;
+    // Registered before useStore's hooks so the second store closes before the database goes.
+    after(async () => {
+      await other?.close();
+    });
+    const t = useStore(factory);
+    const second = async (skip: (message: string) => void): Promise<MetadataStore | undefined> => {
+      if (!t.reopen) {
+        skip('the factory offers no reopen()');
+        return undefined;
+      }
+      other ??= await t.reopen();
+      return other;
+    };
+
+    it("see each other's writes", async (ctx) => {
+      const b = await second((m) => ctx.skip(m));
+      if (!b) return;
+      const a = t.store;
+      const record = manifest('shared/r', 'shared');
+      await a.putManifest(record, ['latest']);
+      await a.linkBlob('shared/r', fakeDigest('shared-blob'), 42);
+      const id = randomUUID();
+      await a.createUpload({ id, repository: 'shared/r', state: { from: 'a' } });
+      assert.equal(await b.resolveTag('shared/r', 'latest'), record.digest);
+      assert.ok((await b.getManifest('shared/r', record.digest))?.content.equals(record.content));
+      assert.deepEqual(await b.getBlob('shared/r', fakeDigest('shared-blob')), { size: 42 });
+      assert.deepEqual((await b.getUpload(id))?.state, { from: 'a' });
+      const moved = manifest('shared/r', 'moved');
+      await b.putManifest(moved, ['latest']);
+      assert.equal(await a.resolveTag('shared/r', 'latest'), moved.digest);
+      assert.equal(await b.deleteManifest('shared/r', record.digest), true);
+      assert.equal(await a.getManifest('shared/r', record.digest), undefined);
+      assert.equal(await b.claimUpload(id, 0, 'b', Date.now() + 60_000), true);
+      assert.equal(await a.claimUpload(id, 0, 'a', Date.now() + 60_000), false);
+      assert.equal(await b.advanceUpload(id, 'b', 7, { from: 'b' }), true);
+      assert.equal((await a.getUpload(id))?.offset, 7);
+    });
+
+    it('let exactly one claim win across stores', async (ctx) => {
+      const b = await second((m) => ctx.skip(m));
+      if (!b) return;
+      for (let round = 0; round < 10; round++) {
+        const id = randomUUID();
+        await t.store.createUpload({ id, repository: 'shared/r', state: {} });
+        const claims = [t.store, b, t.store, b, t.store, b].map((s, i) => s.claimUpload(id, 0, `t${i}`, Date.now() + 60_000));
+        const results = await Promise.all(claims);
+        assert.equal(results.filter(Boolean).length, 1, `round ${round}: ${results}`);
+      }
+    });
+  });
+}
