@@ -1,1 +1,10 @@
-export * from "./ports/index.js";
+export * from './ports/index.js';
+export { createRegistry, renderError, type Registry } from './registry.js';
+export type { RegistryOptions } from './options.js';
+export type { BerthRequest, BerthResponse } from './http.js';
+export { OciError, OciErrors, ERROR_CODES, type OciErrorCode } from './errors.js';
+export { RegistryEventEmitter, type RegistryEvents } from './events.js';
+export { formatScope, type Action, type AuthHooks, type AuthorizeRequest, type Principal, type Scope } from './auth.js';
+export { parseDigest, isDigest, digestOf, type DigestAlgorithm } from './digest.js';
+export { isRepositoryName, isTag } from './names.js';
+export { MEDIA_TYPES, parseManifest } from './manifest.js';

@@ -1,1 +1,28 @@
-export {};
+import { pipeline } from 'node:stream/promises';
+import type { Registry } from '@berth/core';
+import type { RequestHandler } from 'express';
+
+/**
+ * Express middleware serving the OCI Distribution API under `/v2`; other paths go to `next()`.
+ * It only translates: the request stream is handed over unread (mount no body parser in front of
+ * `/v2`), and bodies are written as Buffers or streams, so Express adds no charset and keeps
+ * Content-Length. Protocol errors are already responses; only adapter failures reach `next(err)`.
+ */
+export function berth(registry: Registry): RequestHandler {
+  return (req, res, next) => {
+    registry.handle({ method: req.method, url: req.url, headers: req.headers, body: req }).then((response) => {
+      if (!response) return next();
+      res.status(response.status);
+      for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);
+      const { body } = response;
+      if (!body || req.method === 'HEAD') {
+        res.end();
+      } else if (Buffer.isBuffer(body)) {
+        res.end(body);
+      } else {
+        // A client that goes away mid-download is not an application error.
+        pipeline(body, res).catch(() => undefined);
+      }
+    }, next);
+  };
+}

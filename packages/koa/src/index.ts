@@ -1,1 +1,34 @@
-export {};
+import type { BerthResponse, Registry } from '@berth/core';
+import Router from '@koa/router';
+import type { Middleware } from 'koa';
+
+/**
+ * Koa middleware serving the OCI Distribution API under `/v2`; other paths go to `next()`.
+ * It only translates: the request stream is handed over unread (mount no body parser in front
+ * of `/v2`), and status, headers and body go back through Koa's own `ctx`, so host middleware
+ * (logging, metrics) sees the response. Do not compress `/v2` responses: that drops Content-Length.
+ */
+export function berth(registry: Registry): Middleware {
+  return async (ctx, next) => {
+    const response = await registry.handle({ method: ctx.method, url: ctx.url, headers: ctx.headers, body: ctx.req });
+    if (!response) return next();
+    write(ctx, response);
+  };
+}
+
+/** The same, as an @koa/router router for hosts that compose routers: `app.use(berthRouter(r).routes())`. */
+export function berthRouter(registry: Registry): Router {
+  const router = new Router();
+  const middleware = berth(registry);
+  router.all(['/v2', '/v2/{*rest}'], middleware);
+  return router;
+}
+
+function write(ctx: Parameters<Middleware>[0], response: BerthResponse): void {
+  ctx.status = response.status;
+  ctx.set(response.headers);
+  // HEAD keeps our Content-Length; Koa itself sends no body for HEAD.
+  if (ctx.method === 'HEAD') return;
+  // Koa would otherwise answer an empty 201/202 with its status text as body.
+  ctx.body = response.body ?? Buffer.alloc(0);
+}

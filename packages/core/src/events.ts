@@ -1,0 +1,17 @@
+import { EventEmitter } from 'node:events';
+
+/** What the registry tells its host, e.g. to meter usage, enforce quotas, send webhooks or audit. */
+export interface RegistryEvents {
+  'manifest.pushed': [{ repository: string; digest: string; mediaType: string; size: number; tags: string[]; subject?: string }];
+  'manifest.deleted': [{ repository: string; digest: string }];
+  'tag.updated': [{ repository: string; tag: string; digest: string }];
+  'tag.deleted': [{ repository: string; tag: string }];
+  'blob.pushed': [{ repository: string; digest: string; size: number }];
+  'blob.mounted': [{ repository: string; from: string; digest: string; size: number }];
+  'blob.deleted': [{ repository: string; digest: string }];
+  'upload.aborted': [{ repository: string; id: string; reason: 'cancelled' | 'expired' | 'digest-mismatch' }];
+  /** A failure that became a 500 or 503: the host logs it; the client saw no internals. */
+  error: [{ error: unknown; method: string; url: string }];
+}
+
+export class RegistryEventEmitter extends EventEmitter<RegistryEvents> {}

@@ -1,0 +1,117 @@
+import { digestOf, isDigest, parseDigest, type DigestAlgorithm } from '../digest.js';
+import { OciError, OciErrors } from '../errors.js';
+import { parseManifest } from '../manifest.js';
+import { isTag } from '../names.js';
+import type { ManifestRecord } from '../ports/metadata-store.js';
+import { readLimited } from '../read-body.js';
+import { assertEnabled, requestHeader, respond, type Context } from './context.js';
+
+/** GET and HEAD `/v2/<name>/manifests/<tag-or-digest>`. */
+export async function getManifest(ctx: Context) {
+  const manifest = await findManifest(ctx);
+  const headers = {
+    'Content-Type': manifest.mediaType,
+    'Content-Length': String(manifest.content.length),
+    'Docker-Content-Digest': manifest.digest,
+    ETag: `"${manifest.digest}"`,
+  };
+  return respond(200, headers, ctx.request.method === 'HEAD' ? undefined : manifest.content);
+}
+
+/**
+ * PUT `/v2/<name>/manifests/<tag-or-digest>[?tag=...]`: validate, check that everything it
+ * references is in the repository, store the exact bytes and move the tags, atomically.
+ */
+export async function putManifest(ctx: Context) {
+  assertEnabled(ctx.options.push, 'pushing');
+  const { repository, reference } = ctx.route;
+  const byDigest = reference.includes(':');
+  if (!byDigest && !isTag(reference)) throw new OciError('MANIFEST_INVALID', { message: 'invalid tag', detail: { tag: reference } });
+  const algorithm: DigestAlgorithm = byDigest ? parseDigest(reference).algorithm : 'sha256';
+  const tags = requestedTags(ctx, byDigest ? [] : [reference]);
+
+  const content = await readLimited(ctx.request.body, ctx.options.maxManifestBytes, requestHeader(ctx, 'content-length'));
+  const digest = digestOf(algorithm, content);
+  if (byDigest && digest !== reference) {
+    throw new OciError('DIGEST_INVALID', { message: 'manifest content does not match its digest', detail: { expected: reference, computed: digest } });
+  }
+  const parsed = parseManifest(content, requestHeader(ctx, 'content-type'));
+  const { metadata } = ctx.options;
+  const [missingBlobs, missingManifests] = await Promise.all([
+    metadata.missingBlobs(repository, parsed.blobs),
+    metadata.missingManifests(repository, parsed.children),
+  ]);
+  const missing = [...missingBlobs, ...missingManifests];
+  if (missing.length > 0) {
+    throw new OciErrors(missing.map((d) => new OciError('MANIFEST_BLOB_UNKNOWN', { detail: { digest: d } })));
+  }
+
+  const record: ManifestRecord = {
+    repository,
+    digest,
+    mediaType: parsed.mediaType,
+    content,
+    subject: parsed.subject?.digest,
+    artifactType: parsed.artifactType,
+    annotations: parsed.annotations,
+    blobs: parsed.blobs,
+    children: parsed.children,
+  };
+  await metadata.putManifest(record, tags);
+  ctx.manifests.invalidate(repository);
+  ctx.events.emit('manifest.pushed', { repository, digest, mediaType: parsed.mediaType, size: content.length, tags, subject: record.subject });
+  for (const tag of tags) ctx.events.emit('tag.updated', { repository, tag, digest });
+
+  const headers: Record<string, string> = {
+    Location: `/v2/${repository}/manifests/${digest}`,
+    'Docker-Content-Digest': digest,
+    'Content-Length': '0',
+  };
+  if (record.subject && ctx.options.referrers) headers['OCI-Subject'] = record.subject;
+  if (byDigest && tags.length > 0) headers['OCI-Tag'] = tags.join(', ');
+  return respond(201, headers);
+}
+
+/** DELETE by digest removes the manifest and its tags; by tag, only the tag. */
+export async function deleteManifest(ctx: Context) {
+  assertEnabled(ctx.options.delete, 'deleting');
+  const { repository, reference } = ctx.route;
+  const { metadata } = ctx.options;
+  if (!(await metadata.repositoryExists(repository))) throw new OciError('NAME_UNKNOWN', { detail: { name: repository } });
+  if (reference.includes(':')) {
+    const digest = parseDigest(reference).digest;
+    if (!(await metadata.deleteManifest(repository, digest))) throw new OciError('MANIFEST_UNKNOWN', { detail: { digest } });
+    ctx.manifests.invalidate(repository);
+    ctx.events.emit('manifest.deleted', { repository, digest });
+  } else {
+    if (!isTag(reference) || !(await metadata.deleteTag(repository, reference))) {
+      throw new OciError('MANIFEST_UNKNOWN', { detail: { tag: reference } });
+    }
+    ctx.manifests.invalidate(repository);
+    ctx.events.emit('tag.deleted', { repository, tag: reference });
+  }
+  return respond(202, { 'Content-Length': '0' });
+}
+
+/** Resolve a tag or digest; anything unknown or malformed is 404 MANIFEST_UNKNOWN, as the suites expect. */
+async function findManifest(ctx: Context): Promise<ManifestRecord> {
+  const { repository, reference } = ctx.route;
+  let digest: string | undefined;
+  if (reference.includes(':')) digest = isDigest(reference) ? reference : undefined;
+  else if (isTag(reference)) digest = await ctx.manifests.resolveTag(repository, reference);
+  const manifest = digest && (await ctx.manifests.getManifest(repository, digest));
+  if (!manifest) throw new OciError('MANIFEST_UNKNOWN', { detail: { reference } });
+  return manifest;
+}
+
+/** Tags to point at the manifest: the reference itself and any `?tag=` (multi-tag push). */
+function requestedTags(ctx: Context, tags: string[]): string[] {
+  const extra = ctx.query.get('tag') ?? [];
+  if (extra.length > ctx.options.maxTagsPerPush) {
+    throw new OciError('MANIFEST_INVALID', { status: 414, message: `at most ${ctx.options.maxTagsPerPush} tags per push` });
+  }
+  for (const tag of extra) {
+    if (!isTag(tag)) throw new OciError('MANIFEST_INVALID', { message: 'invalid tag', detail: { tag } });
+  }
+  return [...new Set([...tags, ...extra])];
+}

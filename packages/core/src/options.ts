@@ -1,0 +1,60 @@
+import type { AuthHooks } from './auth.js';
+import type { BlobStore } from './ports/blob-store.js';
+import type { MetadataStore } from './ports/metadata-store.js';
+
+export interface RegistryOptions extends AuthHooks {
+  /** Where blob bytes live (fs, S3...). */
+  blobs: BlobStore;
+  /** Where everything else lives (SQLite, Postgres...). */
+  metadata: MetadataStore;
+  /** Largest manifest accepted, in bytes; larger pushes get 413. Default 4 MiB (the spec asks for at least 4 MB). */
+  maxManifestBytes?: number;
+  /** Accept pushes (uploads, manifest PUTs, mounts). Default true; false answers 405 UNSUPPORTED. */
+  push?: boolean;
+  /** Accept DELETE of manifests, tags and blobs. Default true; false answers 405 UNSUPPORTED. */
+  delete?: boolean;
+  /** Serve the referrers API. Default true. */
+  referrers?: boolean;
+  /** Mount a blob on `POST ?mount=` without `from` when the caller may pull a repository that has it. Default true. */
+  automaticCrossMount?: boolean;
+  /** Largest page of tags, repositories or referrers per response; longer lists get a `Link`. Default 1000. */
+  maxPageSize?: number;
+  /** How long one request may hold an upload session before another may take it over (ms). Renewed while streaming. Default 60 s. */
+  uploadLeaseMs?: number;
+  /** Upload sessions untouched for this long are aborted by `sweepUploads()`. Default 24 h. */
+  uploadTtlMs?: number;
+  /** Redirect blob GETs to the store's presigned URLs when it supports them. Default false. */
+  redirectBlobs?: boolean;
+  /** Largest number of `?tag=` values on one manifest PUT. Default 100. */
+  maxTagsPerPush?: number;
+  /**
+   * How long this process may serve a tag or manifest from memory (ms). Writes through the same
+   * process invalidate at once; another replica's writes show within this window. Default 1000; 0 disables.
+   */
+  manifestCacheTtlMs?: number;
+}
+
+export type ResolvedOptions = Required<Omit<RegistryOptions, keyof AuthHooks>> & AuthHooks;
+
+export function resolveOptions(options: RegistryOptions): ResolvedOptions {
+  if (!options.blobs) throw new TypeError('berth: options.blobs (a BlobStore) is required');
+  if (!options.metadata) throw new TypeError('berth: options.metadata (a MetadataStore) is required');
+  return {
+    maxManifestBytes: 4 * 1024 * 1024,
+    push: true,
+    delete: true,
+    referrers: true,
+    automaticCrossMount: true,
+    maxPageSize: 1000,
+    uploadLeaseMs: 60_000,
+    uploadTtlMs: 24 * 60 * 60 * 1000,
+    redirectBlobs: false,
+    maxTagsPerPush: 100,
+    manifestCacheTtlMs: 1000,
+    ...stripUndefined(options),
+  } as ResolvedOptions;
+}
+
+function stripUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

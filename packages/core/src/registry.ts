@@ -1,0 +1,137 @@
+import { formatScope, type Action, type Principal, type Scope } from './auth.js';
+import { ERROR_CODES, OciError, OciErrors } from './errors.js';
+import { RegistryEventEmitter } from './events.js';
+import type { Context, Handler } from './handlers/context.js';
+import { json } from './handlers/context.js';
+import { deleteBlob, getBlob } from './handlers/blobs.js';
+import { checkVersion, listRepositories } from './handlers/catalog.js';
+import { deleteManifest, getManifest, putManifest } from './handlers/manifests.js';
+import { listReferrers } from './handlers/referrers.js';
+import { listTags } from './handlers/tags.js';
+import { cancelUpload, getUploadStatus, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
+import type { BerthRequest, BerthResponse } from './http.js';
+import { ManifestCache } from './manifest-cache.js';
+import { resolveOptions, type RegistryOptions } from './options.js';
+import { UnavailableError } from './ports/errors.js';
+import { parseRoute, splitUrl, type RouteName } from './routes.js';
+import { UploadSessions } from './uploads.js';
+
+/** For each route and method: the handler and the action it needs on the route's repository. */
+const DISPATCH: Record<RouteName, Record<string, [Handler, Action | undefined]>> = {
+  base: { GET: [checkVersion, undefined] },
+  catalog: { GET: [listRepositories, undefined] },
+  tags: { GET: [listTags, 'pull'] },
+  manifest: { GET: [getManifest, 'pull'], PUT: [putManifest, 'push'], DELETE: [deleteManifest, 'delete'] },
+  blob: { GET: [getBlob, 'pull'], DELETE: [deleteBlob, 'delete'] },
+  uploads: { POST: [startUpload, 'push'] },
+  upload: { GET: [getUploadStatus, 'push'], PATCH: [patchUpload, 'push'], PUT: [putUpload, 'push'], DELETE: [cancelUpload, 'push'] },
+  referrers: { GET: [listReferrers, 'pull'] },
+};
+
+export interface Registry {
+  /**
+   * Answer one request. Resolves to undefined when the path is not under `/v2` (the host app's
+   * own routes); every protocol error is rendered here, never thrown.
+   */
+  handle(request: BerthRequest): Promise<BerthResponse | undefined>;
+  events: RegistryEventEmitter;
+  /** Abort upload sessions idle for longer than `uploadTtlMs`; returns how many. */
+  sweepUploads(): Promise<number>;
+  /** Close the stores. */
+  close(): Promise<void>;
+}
+
+export function createRegistry(input: RegistryOptions): Registry {
+  const options = resolveOptions(input);
+  const events = new RegistryEventEmitter();
+  const uploads = new UploadSessions(options.blobs, options.metadata, events, options.uploadLeaseMs);
+  const manifests = new ManifestCache(options.metadata, options.manifestCacheTtlMs);
+  const authorize = async (principal: Principal | undefined, action: Action, repository: string) =>
+    options.authorize ? await options.authorize({ principal, action, repository }) : true;
+
+  async function dispatch(request: BerthRequest): Promise<BerthResponse | undefined> {
+    const { path, query } = splitUrl(request.url);
+    const route = parseRoute(path);
+    if (!route) return undefined;
+    const method = request.method === 'HEAD' ? 'GET' : request.method;
+    const entry = DISPATCH[route.name][method];
+    if (!entry) {
+      throw new OciError('UNSUPPORTED', { status: 405, message: `${request.method} is not allowed here`, headers: { Allow: allowed(route.name) } });
+    }
+    const [handler, action] = entry;
+    const principal = options.authenticate ? await options.authenticate(request) : undefined;
+    const scopes: Scope[] = action ? [{ repository: route.repository, actions: scopeActions(action) }] : [];
+    if (action && !(await authorize(principal, action, route.repository))) {
+      throw denied(principal, scopes);
+    }
+    if (route.name === 'base' && options.authenticate && principal === undefined && options.authorize) {
+      // Tell anonymous callers how to authenticate, unless the host lets anonymous callers in.
+      if (!(await options.authorize({ principal, action: 'pull', repository: '' }))) throw denied(principal, scopes);
+    }
+    const ctx: Context = {
+      request,
+      route,
+      query,
+      principal,
+      options,
+      uploads,
+      manifests,
+      events,
+      can: (act, repository) => authorize(principal, act, repository),
+    };
+    return handler(ctx);
+  }
+
+  function denied(principal: Principal | undefined, scopes: Scope[]): OciError {
+    if (principal !== undefined) return new OciError('DENIED', { detail: scopes.map(formatScope) });
+    const challenge = options.challenge ? options.challenge(scopes) : 'Basic realm="berth"';
+    return new OciError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': challenge }, detail: scopes.map(formatScope) });
+  }
+
+  return {
+    events,
+    async handle(request) {
+      let response: BerthResponse | undefined;
+      try {
+        response = await dispatch(request);
+      } catch (error) {
+        response = renderError(error, request, events);
+      }
+      if (response) response.headers['Docker-Distribution-API-Version'] = 'registry/2.0';
+      return response;
+    },
+    sweepUploads: () => uploads.sweep(options.uploadTtlMs),
+    async close() {
+      await Promise.all([options.blobs.close?.(), options.metadata.close()]);
+    },
+  };
+}
+
+/** A pull needs pull; a push implies pull in Docker scopes (clients ask for `pull,push`). */
+function scopeActions(action: Action): Action[] {
+  return action === 'push' ? ['pull', 'push'] : [action];
+}
+
+function allowed(route: RouteName): string {
+  const methods = Object.keys(DISPATCH[route]);
+  if (methods.includes('GET')) methods.push('HEAD');
+  return methods.join(', ');
+}
+
+/** The one place errors become responses: `{"errors":[...]}`; internals never leak. */
+export function renderError(error: unknown, request: BerthRequest, events: RegistryEventEmitter): BerthResponse {
+  let errors: OciError[];
+  if (error instanceof OciErrors) errors = error.errors;
+  else if (error instanceof OciError) errors = [error];
+  else if (error instanceof UnavailableError) {
+    events.emit('error', { error, method: request.method, url: request.url });
+    errors = [new OciError('UNAVAILABLE', { headers: { 'Retry-After': '5' } })];
+  } else {
+    events.emit('error', { error, method: request.method, url: request.url });
+    errors = [new OciError('UNKNOWN', { message: ERROR_CODES.UNKNOWN.message })];
+  }
+  const first = errors[0];
+  const response = json(first.status, { errors: errors.map((e) => e.toJSON()) }, { ...first.headers });
+  if (request.method === 'HEAD') response.body = undefined;
+  return response;
+}

@@ -1,0 +1,246 @@
+import { randomUUID, type Hash } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { HashingStream, newHash, type DigestAlgorithm, type ParsedDigest } from './digest.js';
+import { OciError } from './errors.js';
+import type { RegistryEventEmitter } from './events.js';
+import type { BlobStore, UploadState, VerifyContent } from './ports/blob-store.js';
+import { ConflictError, IntegrityError, NotFoundError } from './ports/errors.js';
+import type { MetadataStore, UploadRecord } from './ports/metadata-store.js';
+
+/** Where a chunk claims to start and how long it is (from Content-Range / Content-Length). */
+export interface ChunkInfo {
+  start?: number;
+  length?: number;
+}
+
+/** A hash that has seen exactly the first `offset` bytes of a session, kept in this process. */
+interface LiveHash {
+  hash: Hash;
+  algorithm: DigestAlgorithm;
+  offset: number;
+}
+
+/** Hashes kept at most this many; older sessions fall back to re-reading (correct, just slower). */
+const MAX_LIVE_HASHES = 10_000;
+
+/**
+ * Upload sessions that survive restarts and replicas.
+ *
+ * The session (repository, offset, the blob store's state) lives in the metadata store; a request
+ * takes it with a compare-and-set lease on the offset, so of two concurrent PATCHes one gets 416
+ * and the session stays intact. The digest is computed with Node's crypto while bytes stream in
+ * (the fast path, ~4.7x faster than a hash whose state could be persisted). The hash object stays
+ * in this process's memory, keyed by session and offset; a request that finds no hash for the
+ * session's offset (the session moved to another process, or this one restarted) stops hashing,
+ * and the closing PUT then re-reads the whole upload through the store to verify it before the
+ * blob becomes visible. Re-reading was chosen over persisting a hash-wasm state after every chunk:
+ * that would tax every push (hash-wasm ~355 MB/s here) to speed up the rare moved session.
+ */
+export class UploadSessions {
+  private readonly live = new Map<string, LiveHash>();
+
+  constructor(
+    private readonly blobs: BlobStore,
+    private readonly metadata: MetadataStore,
+    private readonly events: RegistryEventEmitter,
+    private readonly leaseMs: number,
+  ) {}
+
+  async start(repository: string, algorithm?: DigestAlgorithm): Promise<UploadRecord> {
+    const id = randomUUID();
+    const state = await this.blobs.createUpload(id);
+    await this.metadata.createUpload({ id, repository, state, algorithm });
+    this.remember(id, { hash: newHash(algorithm ?? 'sha256'), algorithm: algorithm ?? 'sha256', offset: 0 });
+    const now = Date.now();
+    return { id, repository, state, algorithm, offset: 0, createdAt: now, updatedAt: now, leaseUntil: 0 };
+  }
+
+  /** The session, if it exists and belongs to `repository`. */
+  async get(repository: string, id: string): Promise<UploadRecord> {
+    const upload = /^[A-Za-z0-9-]{1,64}$/.test(id) ? await this.metadata.getUpload(id) : undefined;
+    if (!upload || upload.repository !== repository) {
+      throw new OciError('BLOB_UPLOAD_UNKNOWN', { detail: { id } });
+    }
+    return upload;
+  }
+
+  /** Append one chunk (PATCH); returns the session's new size. */
+  async append(upload: UploadRecord, body: Readable, chunk: ChunkInfo): Promise<number> {
+    return this.withLease(upload, chunk, async () => {
+      const { offset, state } = await this.write(upload, body, chunk);
+      if (!(await this.metadata.advanceUpload(upload.id, this.token(upload), offset, state))) {
+        throw outOfOrder(upload, 'the upload session was taken over by another request');
+      }
+      return offset;
+    });
+  }
+
+  /**
+   * Close the session (PUT): append the final chunk if the request carries one, verify the digest
+   * and make the blob visible in the repository.
+   */
+  async complete(upload: UploadRecord, digest: ParsedDigest, body: Readable | undefined, chunk: ChunkInfo): Promise<number> {
+    return this.withLease(upload, chunk, async () => {
+      let { offset, state } = upload;
+      if (body) ({ offset, state } = await this.write(upload, body, chunk));
+      await this.commit(upload, state, offset, digest);
+      return offset;
+    });
+  }
+
+  async cancel(upload: UploadRecord, reason: 'cancelled' | 'expired'): Promise<void> {
+    this.live.delete(upload.id);
+    await this.blobs.abortUpload(upload.id, upload.state);
+    await this.metadata.deleteUpload(upload.id);
+    this.events.emit('upload.aborted', { repository: upload.repository, id: upload.id, reason });
+  }
+
+  /** Abort sessions untouched for `ttlMs`, freeing what they stored. Returns how many. */
+  async sweep(ttlMs: number, batch = 100): Promise<number> {
+    let swept = 0;
+    for (;;) {
+      const stale = await this.metadata.listStaleUploads(Date.now() - ttlMs, batch);
+      for (const upload of stale) {
+        if (upload.leaseUntil > Date.now()) continue;
+        await this.cancel(upload, 'expired');
+        swept++;
+      }
+      if (stale.length < batch) return swept;
+    }
+  }
+
+  // --- internals ---
+
+  private readonly tokens = new WeakMap<UploadRecord, string>();
+
+  private token(upload: UploadRecord): string {
+    const token = this.tokens.get(upload);
+    if (!token) throw new Error('upload lease not held');
+    return token;
+  }
+
+  /** Hold the session's lease (renewed while the body streams) around `work`. */
+  private async withLease<T>(upload: UploadRecord, chunk: ChunkInfo, work: () => Promise<T>): Promise<T> {
+    if (chunk.start !== undefined && chunk.start !== upload.offset) {
+      throw outOfOrder(upload, `chunk starts at ${chunk.start}, expected ${upload.offset}`);
+    }
+    const token = randomUUID();
+    if (!(await this.metadata.claimUpload(upload.id, upload.offset, token, Date.now() + this.leaseMs))) {
+      throw outOfOrder(upload, 'another request is writing to this upload session');
+    }
+    this.tokens.set(upload, token);
+    const renew = setInterval(() => {
+      this.metadata.renewUpload(upload.id, token, Date.now() + this.leaseMs).catch(() => undefined);
+    }, Math.max(1000, this.leaseMs / 3));
+    renew.unref();
+    let released = false;
+    try {
+      const result = await work();
+      released = true; // advanceUpload or the commit's deleteUpload freed it
+      return result;
+    } finally {
+      clearInterval(renew);
+      if (!released) await this.metadata.releaseUpload(upload.id, token).catch(() => undefined);
+    }
+  }
+
+  /** Stream `body` into the store at the session's offset, hashing on the fast path. */
+  private async write(upload: UploadRecord, body: Readable, chunk: ChunkInfo): Promise<{ offset: number; state: UploadState }> {
+    const live = this.liveHashAt(upload);
+    // Hash a copy: if this request fails, the live hash must still describe the stored prefix.
+    const hash = live?.hash.copy();
+    const counter = new HashingStream(hash, chunk.length);
+    const appended = this.blobs.appendUpload(upload.id, upload.state, upload.offset, counter, chunk.length);
+    try {
+      await Promise.all([pipeline(body, counter), appended]);
+    } catch (error) {
+      counter.destroy();
+      await appended.catch(() => undefined);
+      if (error instanceof NotFoundError) throw new OciError('BLOB_UPLOAD_UNKNOWN', { detail: { id: upload.id } });
+      throw error;
+    }
+    const { state, written } = await appended;
+    if (written !== counter.bytes || (chunk.length !== undefined && written !== chunk.length)) {
+      throw new OciError('SIZE_INVALID', { detail: { expected: chunk.length, received: counter.bytes } });
+    }
+    const offset = upload.offset + written;
+    if (hash && live) this.remember(upload.id, { hash, algorithm: live.algorithm, offset });
+    else this.live.delete(upload.id);
+    return { offset, state };
+  }
+
+  private async commit(upload: UploadRecord, state: UploadState, size: number, digest: ParsedDigest): Promise<void> {
+    const live = this.liveHashAt({ ...upload, offset: size });
+    this.live.delete(upload.id);
+    let verify: VerifyContent | undefined;
+    if (live && live.offset === size && live.algorithm === digest.algorithm) {
+      const computed = `${digest.algorithm}:${live.hash.digest('hex')}`;
+      if (computed !== digest.digest) await this.rejectDigest(upload, state, digest, computed);
+    } else {
+      verify = async (content) => {
+        const hash = newHash(digest.algorithm);
+        for await (const piece of content) hash.update(piece as Buffer);
+        const computed = `${digest.algorithm}:${hash.digest('hex')}`;
+        if (computed !== digest.digest) throw new IntegrityError(`content hashes to ${computed}`, 'core');
+      };
+    }
+    try {
+      await this.blobs.commitUpload(upload.id, state, size, digest.digest, verify);
+    } catch (error) {
+      if (error instanceof IntegrityError) await this.rejectDigest(upload, state, digest, undefined);
+      throw error;
+    }
+    await this.metadata.linkBlob(upload.repository, digest.digest, size);
+    await this.metadata.deleteUpload(upload.id);
+    this.events.emit('blob.pushed', { repository: upload.repository, digest: digest.digest, size });
+  }
+
+  /** A digest mismatch ends the session (as in distribution): nothing of it is kept. */
+  private async rejectDigest(upload: UploadRecord, state: UploadState, digest: ParsedDigest, computed?: string): Promise<never> {
+    await this.blobs.abortUpload(upload.id, state).catch(() => undefined);
+    await this.metadata.deleteUpload(upload.id);
+    this.events.emit('upload.aborted', { repository: upload.repository, id: upload.id, reason: 'digest-mismatch' });
+    throw new OciError('DIGEST_INVALID', { detail: { expected: digest.digest, ...(computed ? { computed } : {}) } });
+  }
+
+  /** The in-process hash of exactly the session's stored bytes, if this process has one. */
+  private liveHashAt(upload: UploadRecord): LiveHash | undefined {
+    const live = this.live.get(upload.id);
+    if (live && live.offset === upload.offset) return live;
+    if (upload.offset !== 0) return undefined;
+    // Nothing stored yet: any process can start the hash, wherever the POST ran.
+    const algorithm = upload.algorithm === 'sha512' ? 'sha512' : 'sha256';
+    return { hash: newHash(algorithm), algorithm, offset: 0 };
+  }
+
+  private remember(id: string, hash: LiveHash): void {
+    this.live.delete(id); // re-insert: Map order doubles as least-recently-used order
+    this.live.set(id, hash);
+    if (this.live.size > MAX_LIVE_HASHES) this.live.delete(this.live.keys().next().value as string);
+  }
+}
+
+/** 416 for a chunk that does not continue the session; Range and Location let the client resume. */
+export function outOfOrder(upload: UploadRecord, message: string): OciError {
+  return new OciError('BLOB_UPLOAD_INVALID', {
+    status: 416,
+    message,
+    headers: {
+      Location: uploadLocation(upload.repository, upload.id),
+      Range: rangeHeader(upload.offset),
+      'Docker-Upload-UUID': upload.id,
+    },
+  });
+}
+
+export function uploadLocation(repository: string, id: string): string {
+  return `/v2/${repository}/blobs/uploads/${id}`;
+}
+
+/** `0-<last byte>`, inclusive, for the whole blob so far; distribution answers `0-0` for an empty session. */
+export function rangeHeader(offset: number): string {
+  return `0-${Math.max(0, offset - 1)}`;
+}
+
+export { ConflictError };

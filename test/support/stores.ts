@@ -1,0 +1,52 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import type { BlobStore, MetadataStore } from '@berth/core';
+import { FsBlobStore } from '@berth/storage-fs';
+import { createSqlMetadataStore } from '@berth/metadata-sql';
+
+export const POSTGRES_URL = process.env.BERTH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+export interface StoreSet {
+  /** Open (or reopen, after a simulated restart) stores over the same data. */
+  open(): Promise<{ blobs: BlobStore; metadata: MetadataStore }>;
+  /** Remove every trace of the data. */
+  destroy(): Promise<void>;
+}
+
+/** fs blobs + embedded SQLite metadata in one temp data directory. */
+export async function embeddedStores(): Promise<StoreSet> {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-spec-'));
+  return {
+    async open() {
+      return {
+        blobs: new FsBlobStore({ root: join(dir, 'blobs') }),
+        metadata: await createSqlMetadataStore({ filename: join(dir, 'berth.db') }),
+      };
+    },
+    destroy: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+/** fs blobs + Postgres metadata in a fresh schema of its own. */
+export async function postgresStores(): Promise<StoreSet> {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-spec-'));
+  const schema = `berth_spec_${randomBytes(6).toString('hex')}`;
+  return {
+    async open() {
+      return {
+        blobs: new FsBlobStore({ root: join(dir, 'blobs') }),
+        metadata: await createSqlMetadataStore({ url: POSTGRES_URL, schema }),
+      };
+    },
+    async destroy() {
+      const client = new pg.Client({ connectionString: POSTGRES_URL });
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await client.end();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
