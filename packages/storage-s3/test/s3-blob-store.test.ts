@@ -1,0 +1,332 @@
+// S3BlobStore against a real S3 (the local Ceph RGW in CI): see README "Tests".
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { ListPartsCommand, type S3Client } from '@aws-sdk/client-s3';
+import { ConflictError, IntegrityError, NotFoundError, UnavailableError, type UploadState } from '@berth/core';
+import type { S3BlobStore, S3UploadState } from '../src/index.js';
+import {
+  MiB,
+  createBucket,
+  emptyBucket,
+  generated,
+  hashStream,
+  listKeys,
+  listUploads,
+  newId,
+  rawClient,
+  s3Env,
+  sha256,
+  storeFor,
+} from './s3-env.js';
+
+const env = s3Env();
+
+if (env) {
+  describe('S3BlobStore on a real S3', () => {
+    let client: S3Client;
+    let bucket: string;
+    let store: S3BlobStore;
+    /** A second instance sharing nothing but the bucket: another process or replica. */
+    let other: S3BlobStore;
+
+    before(async () => {
+      client = rawClient(env);
+      bucket = await createBucket(client, 'store');
+      store = storeFor(env, bucket, { redirect: true });
+      other = storeFor(env, bucket, { redirect: true });
+    });
+
+    after(async () => {
+      await store?.close();
+      await other?.close();
+      if (bucket) await emptyBucket(client, bucket);
+      client?.destroy();
+    });
+
+    /** Push `data` in chunks of the given sizes (cycled), alternating store instances; returns the digest. */
+    async function pushChunked(data: Buffer, sizes: number[], stores = [store, other]) {
+      const id = newId();
+      let state = await stores[0].createUpload(id);
+      let offset = 0;
+      for (let i = 0; offset < data.length; i++) {
+        const piece = data.subarray(offset, offset + sizes[i % sizes.length]);
+        const s = stores[i % stores.length];
+        const result = await s.appendUpload(id, state, offset, Readable.from([piece]), piece.length);
+        assert.equal(result.written, piece.length);
+        // What the core does: persist through JSON, hand it back later.
+        state = JSON.parse(JSON.stringify(result.state)) as UploadState;
+        offset += result.written;
+      }
+      const digest = sha256(data);
+      await stores[stores.length - 1].commitUpload(id, state, data.length, digest);
+      return { id, digest, state: state as S3UploadState };
+    }
+
+    async function assertReadable(digest: string, size: number, via = store) {
+      assert.deepEqual(await via.stat(digest), { size });
+      assert.deepEqual(await hashStream(await via.read(digest)), { digest, size });
+    }
+
+    async function assertGone(id: string, digest: string) {
+      assert.equal(await store.stat(digest), undefined);
+      await assert.rejects(store.read(digest), NotFoundError);
+      const leftovers = (await listKeys(client, bucket)).filter((k) => k.includes(id) || k.endsWith(digest.slice(7)));
+      assert.deepEqual(leftovers, []);
+      assert.deepEqual((await listUploads(client, bucket)).filter((u) => u.Key.includes(id)), []);
+    }
+
+    const cases: [string, number[], number][] = [
+      ['1 KiB chunks', [1024], 16 * 1024],
+      ['1 MiB chunks', [MiB], 12 * MiB],
+      ['5 MiB-1 chunks', [5 * MiB - 1], 3 * (5 * MiB - 1)],
+      ['5 MiB chunks', [5 * MiB], 15 * MiB],
+      ['7 MiB chunks', [7 * MiB], 14 * MiB],
+      ['mixed chunks', [1024, 5 * MiB - 1, 1, 7 * MiB, MiB, 3 * MiB + 5, 2 * MiB], 20 * MiB + 12345],
+    ];
+    for (const [label, sizes, total] of cases) {
+      it(`commits ${label} (${total} bytes) and reads them back`, async () => {
+        const data = randomBytes(total);
+        const { id, digest, state } = await pushChunked(data, sizes);
+        await assertReadable(digest, total);
+        await assertReadable(digest, total, other);
+        // Every part but the last has exactly the part size; what is left was the tail.
+        assert.ok(state.parts.every((p) => p.size === 5 * MiB));
+        assert.deepEqual(await listKeys(client, bucket, `uploads/${id}/`), []);
+        assert.deepEqual((await listUploads(client, bucket)).filter((u) => u.Key.includes(id)), []);
+      });
+    }
+
+    it('streams a 100 MiB one-shot upload of unknown length into parts', async () => {
+      const id = newId();
+      const source = generated(100 * MiB);
+      const state = await store.createUpload(id);
+      const before = process.memoryUsage().rss;
+      const { state: done, written } = await store.appendUpload(id, state, 0, source.stream);
+      const grown = process.memoryUsage().rss - before;
+      assert.equal(written, 100 * MiB);
+      assert.equal((done as S3UploadState).parts.length, 20);
+      assert.equal((done as S3UploadState).tail, undefined);
+      // Two 5 MiB parts in memory at a time, plus slack for the SDK and GC timing.
+      assert.ok(grown < 80 * MiB, `rss grew by ${(grown / MiB).toFixed(1)} MiB`);
+      const digest = source.digest();
+      await store.commitUpload(id, done, written, digest);
+      assert.deepEqual(await hashStream(await other.read(digest)), { digest, size: 100 * MiB });
+    });
+
+    it('stores the empty blob', async () => {
+      const id = newId();
+      const empty = sha256(Buffer.alloc(0));
+      let state = await store.createUpload(id);
+      const result = await store.appendUpload(id, state, 0, Readable.from([]));
+      assert.equal(result.written, 0);
+      state = result.state;
+      await store.commitUpload(id, state, 0, empty);
+      await assertReadable(empty, 0);
+      assert.deepEqual((await listUploads(client, bucket)).filter((u) => u.Key.includes(id)), []);
+    });
+
+    for (const [label, size] of [['multipart', 7 * MiB], ['inline', 1024]] as const) {
+      it(`leaves nothing readable when verify rejects (${label})`, async () => {
+        const data = randomBytes(size);
+        const digest = sha256(data);
+        const id = newId();
+        const { state } = await store.appendUpload(id, await store.createUpload(id), 0, Readable.from([data]));
+        let seen = 0;
+        const verify = async (content: Readable) => {
+          seen = (await hashStream(content)).size;
+          throw new IntegrityError('digest mismatch', 'test');
+        };
+        await assert.rejects(store.commitUpload(id, state, size, digest, verify), IntegrityError);
+        assert.equal(seen, size, 'verify saw the whole content');
+        await assertGone(id, digest);
+      });
+    }
+
+    it('makes the blob readable only after verify accepts it', async () => {
+      const data = randomBytes(6 * MiB + 7);
+      const digest = sha256(data);
+      const id = newId();
+      const { state } = await store.appendUpload(id, await store.createUpload(id), 0, Readable.from([data]));
+      await other.commitUpload(id, state, data.length, digest, async (content) => {
+        assert.equal(await store.stat(digest), undefined, 'not visible during verify');
+        assert.equal((await hashStream(content)).digest, digest);
+      });
+      await assertReadable(digest, data.length);
+    });
+
+    it('shows the open multipart upload and its growing parts, and no staging after commit', async () => {
+      const id = newId();
+      let state = (await store.createUpload(id)) as S3UploadState;
+      const mine = async () => (await listUploads(client, bucket)).filter((u) => u.Key === state.key);
+      const parts = async () =>
+        (await client.send(new ListPartsCommand({ Bucket: bucket, Key: state.key, UploadId: state.uploadId }))).Parts ?? [];
+      assert.equal((await mine()).length, 1);
+      assert.equal((await parts()).length, 0);
+
+      const data = randomBytes(13 * MiB);
+      const counts: number[] = [];
+      let offset = 0;
+      for (const size of [3 * MiB, 4 * MiB, 6 * MiB]) {
+        const r = await store.appendUpload(id, state, offset, Readable.from([data.subarray(offset, offset + size)]));
+        state = r.state as S3UploadState;
+        offset += r.written;
+        counts.push((await parts()).length);
+        assert.ok((await listKeys(client, bucket, `uploads/${id}/`)).length <= 2, 'at most the current and the previous tail');
+      }
+      assert.deepEqual(counts, [0, 1, 2]);
+      await store.commitUpload(id, state, offset, sha256(data));
+      assert.equal((await mine()).length, 0);
+      assert.deepEqual(await listKeys(client, bucket, `uploads/${id}/`), []);
+      await assertReadable(sha256(data), data.length);
+    });
+
+    it('resumes from the old state after an append that failed midway', async () => {
+      const data = randomBytes(16 * MiB);
+      const id = newId();
+      // 3 MiB staged as a tail first, so the failed append has a tail to (not) clobber.
+      const first = await store.appendUpload(id, await store.createUpload(id), 0, Readable.from([data.subarray(0, 3 * MiB)]));
+      const good = first.state as S3UploadState;
+      assert.equal(good.tail?.size, 3 * MiB);
+
+      // The body errors after 9 MiB: part 1 (and maybe more) reached S3 beyond the persisted state.
+      const broken = generated(13 * MiB, { failAfter: 9 * MiB, chunk: MiB });
+      await assert.rejects(store.appendUpload(id, good, 3 * MiB, broken.stream), /client went away/);
+      assert.ok((await listKeys(client, bucket, good.tail!.key)).length === 1, 'the persisted tail survives');
+
+      // The retry (on another replica) at the old offset with the old state overwrites those parts.
+      const retry = await other.appendUpload(id, good, 3 * MiB, Readable.from([data.subarray(3 * MiB)]));
+      assert.equal(retry.written, 13 * MiB);
+      await store.commitUpload(id, retry.state, data.length, sha256(data));
+      await assertReadable(sha256(data), data.length);
+      assert.deepEqual(await listKeys(client, bucket, `uploads/${id}/`), []);
+    });
+
+    it('rejects an append at the wrong offset and a commit of the wrong size', async () => {
+      const id = newId();
+      const { state } = await store.appendUpload(id, await store.createUpload(id), 0, Readable.from([Buffer.from('abc')]));
+      await assert.rejects(store.appendUpload(id, state, 2, Readable.from([Buffer.from('x')])), ConflictError);
+      await assert.rejects(store.commitUpload(id, state, 4, sha256(Buffer.from('abcd'))), IntegrityError);
+      await store.abortUpload(id, state);
+    });
+
+    it('deduplicates: a second upload of the same bytes is discarded', async () => {
+      const data = randomBytes(11 * MiB);
+      const a = await pushChunked(data, [6 * MiB]);
+      const b = await pushChunked(data, [6 * MiB]);
+      assert.equal(a.digest, b.digest);
+      await assertReadable(a.digest, data.length);
+      const dataObjects = (await listKeys(client, bucket, 'data/')).filter((k) => k.includes(a.id) || k.includes(b.id));
+      assert.equal(dataObjects.length, 1);
+      // With verify, the duplicate is completed, verified, then dropped.
+      const c = newId();
+      const { state } = await store.appendUpload(c, await store.createUpload(c), 0, Readable.from([data]));
+      await store.commitUpload(c, state, data.length, a.digest, async (content) => void (await hashStream(content)));
+      assert.deepEqual((await listKeys(client, bucket, 'data/')).filter((k) => k.includes(c)), []);
+      await assertReadable(a.digest, data.length);
+    });
+
+    it('serves ranges of multipart and inline blobs', async () => {
+      for (const data of [randomBytes(12 * MiB + 3), randomBytes(3000)]) {
+        const { digest } = await pushChunked(data, [data.length]);
+        for (const [start, end] of [[0, 0], [5, 1004], [data.length - 10, data.length - 1], [0, data.length - 1]]) {
+          const got = await hashStream(await store.read(digest, { start, end }));
+          assert.deepEqual(got, { digest: sha256(data.subarray(start, end + 1)), size: end - start + 1 });
+        }
+        await assert.rejects(store.read(digest, { start: 0, end: data.length }), RangeError);
+      }
+    });
+
+    it('hands out presigned URLs that download the blob and its ranges', async () => {
+      assert.equal(store.capabilities.redirect, true);
+      assert.equal(store.capabilities.minChunkLength, 5 * MiB);
+      const data = randomBytes(6 * MiB);
+      const { digest } = await pushChunked(data, [data.length]);
+      const url = await store.redirectUrl(digest, { expiresInSeconds: 60 });
+      assert.ok(url);
+      const full = await fetch(url);
+      assert.equal(full.status, 200);
+      assert.equal(sha256(Buffer.from(await full.arrayBuffer())), digest);
+      const ranged = await store.redirectUrl(digest, { expiresInSeconds: 60, range: { start: 100, end: 199 } });
+      const part = await fetch(ranged!, { headers: { range: 'bytes=100-199' } });
+      assert.equal(part.status, 206);
+      assert.deepEqual(Buffer.from(await part.arrayBuffer()), data.subarray(100, 200));
+      const plain = storeFor(env, bucket);
+      assert.equal(plain.capabilities.redirect, false);
+      assert.equal(await plain.redirectUrl(digest, { expiresInSeconds: 60 }), undefined);
+      await plain.close();
+    });
+
+    it('deletes blobs, and a process with a cached location notices', async () => {
+      const big = randomBytes(6 * MiB);
+      const small = randomBytes(10);
+      for (const data of [big, small]) {
+        const { id, digest } = await pushChunked(data, [data.length]);
+        await assertReadable(digest, data.length, other); // caches the location in `other`
+        await store.delete(digest);
+        await assertGone(id, digest);
+        await assert.rejects(other.read(digest), NotFoundError);
+        await store.delete(digest); // absent: not an error
+      }
+    });
+
+    it('aborts uploads: multipart and staging both go', async () => {
+      const id = newId();
+      const { state } = await store.appendUpload(id, await store.createUpload(id), 0, Readable.from([randomBytes(6 * MiB)]));
+      assert.equal((await listKeys(client, bucket, `uploads/${id}/`)).length, 1);
+      await store.abortUpload(id, state);
+      assert.deepEqual(await listKeys(client, bucket, `uploads/${id}/`), []);
+      assert.deepEqual((await listUploads(client, bucket)).filter((u) => u.Key.includes(id)), []);
+      await store.abortUpload(id, state); // unknown now: not an error
+      await assert.rejects(
+        store.appendUpload(id, state, 6 * MiB, Readable.from([Buffer.from('late')])),
+        (e) => e instanceof NotFoundError,
+      );
+    });
+
+    it('sweeps abandoned uploads and orphan staging, and keeps fresh ones', async () => {
+      const swept = storeFor(env, bucket, { prefix: 'sweep-test' });
+      const old = newId();
+      const oldState = await swept.createUpload(old);
+      await swept.appendUpload(old, oldState, 0, Readable.from([randomBytes(1000)]));
+      const orphan = newId(); // staging without a multipart upload (its abort half-failed)
+      const orphanState = await swept.createUpload(orphan);
+      await swept.appendUpload(orphan, orphanState, 0, Readable.from([randomBytes(10)]));
+      await client.send(
+        new (await import('@aws-sdk/client-s3')).AbortMultipartUploadCommand({
+          Bucket: bucket,
+          Key: (orphanState as S3UploadState).key,
+          UploadId: (orphanState as S3UploadState).uploadId,
+        }),
+      );
+      assert.deepEqual(await swept.sweepUploads(60_000), { aborted: 0, deleted: 0 });
+      await new Promise((r) => setTimeout(r, 2100));
+      const fresh = newId();
+      await swept.createUpload(fresh);
+      assert.deepEqual(await swept.sweepUploads(1500), { aborted: 1, deleted: 2 });
+      const left = await listUploads(client, bucket, 'sweep-test/');
+      assert.equal(left.length, 1);
+      assert.ok(left[0].Key.includes(fresh));
+      assert.deepEqual(await listKeys(client, bucket, 'sweep-test/uploads/'), []);
+      // The main store's prefix is untouched by the prefixed sweeper, and vice versa.
+      await swept.close();
+    });
+
+    it('maps an unreachable endpoint to UnavailableError without hanging', async () => {
+      const down = storeFor(env, bucket, { endpoint: 'http://127.0.0.1:9', maxAttempts: 2, connectionTimeoutMs: 1000 });
+      const started = Date.now();
+      await assert.rejects(down.stat(sha256(Buffer.from('x'))), UnavailableError);
+      await assert.rejects(down.createUpload(newId()), UnavailableError);
+      assert.ok(Date.now() - started < 10_000);
+      await down.close();
+    });
+
+    it('answers absent blobs: stat undefined, read NotFoundError', async () => {
+      const digest = `sha256:${createHash('sha256').update(randomBytes(8)).digest('hex')}`;
+      assert.equal(await store.stat(digest), undefined);
+      await assert.rejects(store.read(digest), NotFoundError);
+      await assert.rejects(store.read(digest, { start: 0, end: 1 }), NotFoundError);
+    });
+  });
+}
