@@ -646,8 +646,8 @@ function describeSharedDatabase(factory: MetadataStoreFactory): void {
       for (let round = 0; round < 10; round++) {
         const id = randomUUID();
         await t.store.createUpload({ id, repository: 'shared/r', state: {} });
-        const claims = [t.store, b, t.store, b, t.store, b].map((s, i) => s.claimUpload(id, 0, `t${i}`, Date.now() + 60_000));
-        const results = await Promise.all(claims);
+        const stores: MetadataStore[] = [t.store, b, t.store, b, t.store, b];
+        const results: boolean[] = await Promise.all(stores.map((s, i) => s.claimUpload(id, 0, `t${i}`, Date.now() + 60_000)));
         assert.equal(results.filter(Boolean).length, 1, `round ${round}: ${results}`);
       }
     });
