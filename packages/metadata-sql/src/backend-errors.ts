@@ -1,5 +1,5 @@
 // Translates driver failures (pg, better-sqlite3, knex's pool) into the core's typed store errors,
-// so the core answers 503 for an unreachable database and 409-style conflicts stay recognizable.
+// so the core answers 503 for an unreachable database and lost races stay recognizable.
 import { ConflictError, StoreError, UnavailableError } from '@berth/core';
 
 interface DriverError {
@@ -29,6 +29,12 @@ export function isUniqueViolation(err: unknown): boolean {
   return code === '23505' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
+/** A row this write points at vanished under it (e.g. a tag put racing its manifest's delete). */
+function isForeignKeyViolation(err: unknown): boolean {
+  const code = codeOf(err) ?? '';
+  return code === '23503' || code === 'SQLITE_CONSTRAINT_FOREIGNKEY';
+}
+
 export function isUnavailable(err: unknown): boolean {
   const code = codeOf(err);
   if (code !== undefined && (NETWORK_CODES.has(code) || PG_UNAVAILABLE.test(code) || SQLITE_UNAVAILABLE.test(code))) return true;
@@ -46,7 +52,7 @@ export function toStoreError(err: unknown, store: string): unknown {
   if (err instanceof StoreError) return err;
   const reason = err instanceof Error ? err.message : String(err);
   let mapped: StoreError | undefined;
-  if (isUniqueViolation(err)) mapped = new ConflictError(reason, store);
+  if (isUniqueViolation(err) || isForeignKeyViolation(err)) mapped = new ConflictError(reason, store);
   else if (isUnavailable(err)) mapped = new UnavailableError(reason, store);
   if (mapped === undefined) return err;
   mapped.cause = err;

@@ -2,6 +2,7 @@
 // here: SQLite pragmas and its single connection, Postgres type parsing and search_path.
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
 import { ImmediateBetterSqlite3Client } from './sqlite-client.js';
@@ -23,8 +24,10 @@ export function connect(options: SqlMetadataStoreOptions): Connection {
 }
 
 function connectSqlite(options: SqlMetadataStoreOptions): Connection {
-  const filename = resolve(options.filename ?? options.url ?? DEFAULT_FILENAME);
-  mkdirSync(dirname(filename), { recursive: true });
+  const target = options.filename ?? options.url ?? DEFAULT_FILENAME;
+  // ':memory:' works too (one connection, so one database), but only within this store.
+  const filename = target === ':memory:' ? target : target.startsWith('file:') ? fileURLToPath(target) : resolve(target);
+  if (filename !== ':memory:') mkdirSync(dirname(filename), { recursive: true });
   const busyTimeout = options.busyTimeoutMs ?? 200;
   const db = knexFactory({
     client: ImmediateBetterSqlite3Client as unknown as typeof Knex.Client,

@@ -10,7 +10,7 @@ export interface PoolOptions {
 export interface SqlMetadataStoreOptions {
   /**
    * `postgres://` (or `postgresql://`) connection URL: selects Postgres. Any other value is taken
-   * as a SQLite file path, like `filename`.
+   * as a SQLite file, like `filename` (a path or a `file:` URL).
    */
   url?: string;
   /**
