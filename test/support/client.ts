@@ -30,14 +30,15 @@ export interface RawRequest {
 
 /** A tiny HTTP client on node:http: exact control over headers, chunked bodies and HEAD. */
 export function rawRequest(base: string, path: string, init: RawRequest = {}): Promise<RawResponse> {
-  const url = new URL(path, base);
+  // The path goes out verbatim (no URL normalization), so tests can send `..` and odd encodings.
+  const { hostname, port } = new URL(base);
   const headers: Record<string, string | number> = { ...init.headers };
   const chunks = Array.isArray(init.body) ? init.body : undefined;
   const single = chunks ? undefined : init.body === undefined ? undefined : Buffer.from(init.body);
   if (single && headers['Content-Length'] === undefined) headers['Content-Length'] = single.length;
   if (chunks) headers['Transfer-Encoding'] = 'chunked';
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: init.method ?? 'GET', headers, agent: false }, (res) => {
+    const req = httpRequest({ hostname, port, path, method: init.method ?? 'GET', headers, agent: false }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => parts.push(c));
       res.on('end', () => {

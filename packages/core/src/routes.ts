@@ -27,7 +27,7 @@ export interface Route {
  */
 export function parseRoute(path: string): Route | undefined {
   if (path !== '/v2' && !path.startsWith('/v2/')) return undefined;
-  const rest = path.slice(4);
+  const rest = path.slice(3);
   if (rest === '' || rest === '/') return { name: 'base', repository: '', reference: '' };
   if (rest === '/_catalog') return { name: 'catalog', repository: '', reference: '' };
 
