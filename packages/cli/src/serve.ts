@@ -1,0 +1,81 @@
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import Koa from 'koa';
+import { pino } from 'pino';
+import { createRegistry, type Registry } from '@berth/core';
+import { berth } from '@berth/koa';
+import { createSqlMetadataStore } from '@berth/metadata-sql';
+import { FsBlobStore } from '@berth/storage-fs';
+import type { ServeConfig } from './config.js';
+
+export interface RunningServer {
+  server: Server;
+  registry: Registry;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** A standalone registry: Koa, fs blobs and the embedded database (or Postgres) in the data dir. */
+export async function serve(config: ServeConfig): Promise<RunningServer> {
+  const log = pino({ level: config.logLevel, base: undefined });
+  const metadata = await createSqlMetadataStore(
+    config.databaseUrl ? { url: config.databaseUrl } : { filename: join(config.dataDir, 'berth.sqlite') },
+  );
+  const blobs = new FsBlobStore({ root: join(config.dataDir, 'blobs') });
+  const registry = createRegistry({
+    blobs,
+    metadata,
+    delete: config.deletes,
+    maxManifestBytes: config.maxManifestBytes,
+    uploadTtlMs: config.uploadTtlMs,
+  });
+  registry.events.on('error', ({ error, method, url }) => log.error({ err: error, method, url }, 'request failed'));
+
+  const app = new Koa();
+  app.use(async (ctx, next) => {
+    const started = performance.now();
+    try {
+      await next();
+    } finally {
+      // One line per request, written when the handler is done (streams may still be flowing).
+      log.info({ method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(performance.now() - started) });
+    }
+  });
+  app.use(berth(registry));
+  app.use(async (ctx) => {
+    if (ctx.path === '/health') ctx.body = { ok: true };
+  });
+  // Errors from Koa itself (e.g. a client that went away mid-download) are logged, not printed.
+  app.on('error', (error) => log.debug({ err: error }, 'koa error'));
+
+  const server = createServer(app.callback());
+  server.keepAliveTimeout = 65_000;
+  // Long blob uploads must not be cut off by Node's default request timeout.
+  server.requestTimeout = 0;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const url = `http://${config.host}:${port}`;
+  const sweeper = setInterval(() => {
+    registry.sweepUploads().then(
+      (n) => n > 0 && log.info({ swept: n }, 'aborted idle upload sessions'),
+      (error) => log.error({ err: error }, 'upload sweep failed'),
+    );
+  }, 10 * 60 * 1000);
+  sweeper.unref();
+  log.info({ url, dataDir: config.dataDir, metadata: metadata.name, blobs: blobs.name }, 'berth is serving');
+  return {
+    server,
+    registry,
+    url,
+    async close() {
+      clearInterval(sweeper);
+      server.closeIdleConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await registry.close();
+    },
+  };
+}
