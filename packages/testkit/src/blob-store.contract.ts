@@ -107,6 +107,14 @@ async function readStored(store: BlobStore, digest: string, range?: { start: num
   return readAll(await store.read(digest, range));
 }
 
+/** Byte equality with a short message (never a multi-MiB diff, nor a message parsed from source). */
+function assertBytes(actual: Buffer, expected: Buffer, what: string): void {
+  if (actual.equals(expected)) return;
+  let at = 0;
+  while (at < Math.min(actual.length, expected.length) && actual[at] === expected[at]) at++;
+  assert.fail(`${what}: got ${actual.length} bytes, expected ${expected.length}; first difference at byte ${at}`);
+}
+
 function isNotFound(err: unknown): boolean {
   return err instanceof NotFoundError;
 }
@@ -149,7 +157,7 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
   describe(`BlobStore contract: ${name}`, () => {
     it('names itself and declares sane capabilities', async (store) => {
       assert.equal(typeof store.name, 'string');
-      assert.ok(store.name.length > 0);
+      assert.ok(store.name.length > 0, 'name is not empty');
       const { minChunkLength, redirect } = store.capabilities;
       if (minChunkLength !== undefined) assert.ok(Number.isSafeInteger(minChunkLength) && minChunkLength > 0, 'minChunkLength');
       if (redirect !== undefined) assert.equal(typeof redirect, 'boolean');
@@ -193,7 +201,7 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       assert.equal(await store.stat(digest), undefined, 'nothing is visible before commit');
       await store.commitUpload(id, state, offset, digest);
       assert.deepEqual(await store.stat(digest), { size: content.length });
-      assert.ok((await readStored(store, digest)).equals(content), 'read returns the uploaded bytes');
+      assertBytes(await readStored(store, digest), content, 'read returns the uploaded bytes');
       await assert.rejects(store.appendUpload(id, state, offset, body(Buffer.from('late')), 4), isNotFound, 'commit drops the session');
     });
 
@@ -231,9 +239,9 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       ];
       for (const range of ranges) {
         const got = await readStored(store, digest, range);
-        assert.ok(got.equals(content.subarray(range.start, range.end + 1)), `range ${range.start}-${range.end}`);
+        assertBytes(got, content.subarray(range.start, range.end + 1), `range ${range.start}-${range.end}`);
       }
-      assert.ok((await readStored(store, digest)).equals(content), 'no range reads everything');
+      assertBytes(await readStored(store, digest), content, 'no range reads everything');
     });
 
     it('appending at an older offset discards what the session held past it', async (store) => {
@@ -248,7 +256,7 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       const content = Buffer.concat([a, c, d]);
       await store.commitUpload(id, state, content.length, digestOf(content));
       assert.deepEqual(await store.stat(digestOf(content)), { size: 150 });
-      assert.ok((await readStored(store, digestOf(content))).equals(content), 'b was replaced by c and d');
+      assertBytes(await readStored(store, digestOf(content)), content, 'b was replaced by c and d');
 
       // Rewriting from offset 0 replaces everything, even with fewer bytes.
       const id2 = randomUUID();
@@ -257,7 +265,7 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       const short = randomBytes(5);
       state2 = viaJson((await store.appendUpload(id2, state2, 0, body(short), 5)).state);
       await store.commitUpload(id2, state2, 5, digestOf(short));
-      assert.ok((await readStored(store, digestOf(short))).equals(short));
+      assertBytes(await readStored(store, digestOf(short)), short, 'a rewrite from offset 0 replaces everything');
     });
 
     it('a body failing mid-way rejects appendUpload, and the session resumes at the recorded offset', async (store) => {
@@ -271,7 +279,7 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       state = viaJson((await store.appendUpload(id, state, a.length, body(b), b.length)).state);
       const content = Buffer.concat([a, b]);
       await store.commitUpload(id, state, content.length, digestOf(content));
-      assert.ok((await readStored(store, digestOf(content))).equals(content), 'the failed partial write is gone');
+      assertBytes(await readStored(store, digestOf(content)), content, 'the failed partial write is gone');
 
       // A session whose only request failed can still be aborted cleanly.
       const id2 = randomUUID();
@@ -301,7 +309,7 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       });
       assert.equal(calls, 1, 'verify is called once');
       assert.deepEqual(await store.stat(digest), { size: content.length });
-      assert.ok((await readStored(store, digest)).equals(content));
+      assertBytes(await readStored(store, digest), content, 'read after a verified commit');
     });
 
     it('a rejecting verify leaves no blob behind and its error propagates', async (store) => {
@@ -346,10 +354,10 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       state = viaJson((await store.appendUpload(id, state, 0, body(other), other.length)).state);
       await store.commitUpload(id, state, other.length, digest);
       assert.deepEqual(await store.stat(digest), { size: original.length });
-      assert.ok((await readStored(store, digest)).equals(original), 'the stored blob is unchanged');
+      assertBytes(await readStored(store, digest), original, 'the stored blob is unchanged');
       // And the honest case: the same content pushed twice.
       assert.equal(await push(store, [original.subarray(0, 96), original.subarray(96)]), digest);
-      assert.ok((await readStored(store, digest)).equals(original));
+      assertBytes(await readStored(store, digest), original, 'pushing the same content again');
     });
 
     it('abort drops the session and what it stored', async (store) => {
@@ -373,9 +381,9 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       assert.equal(await store.stat(digest), undefined);
       await assert.rejects(store.read(digest), isNotFound);
       await store.delete(digest);
-      assert.ok((await readStored(store, kept)).equals(keep), 'other blobs are untouched');
+      assertBytes(await readStored(store, kept), keep, 'other blobs are untouched');
       await push(store, [content]);
-      assert.ok((await readStored(store, digest)).equals(content));
+      assertBytes(await readStored(store, digest), content, 'the pushed-again blob');
     });
 
     it('sha512 digests round-trip, ranges included', async (store) => {
@@ -383,8 +391,8 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       const digest = await push(store, [content.subarray(0, 20_000), content.subarray(20_000)], 'sha512');
       assert.match(digest, /^sha512:[a-f0-9]{128}$/);
       assert.deepEqual(await store.stat(digest), { size: content.length });
-      assert.ok((await readStored(store, digest)).equals(content));
-      assert.ok((await readStored(store, digest, { start: 19_999, end: 20_000 })).equals(content.subarray(19_999, 20_001)));
+      assertBytes(await readStored(store, digest), content, 'sha512 blob');
+      assertBytes(await readStored(store, digest, { start: 19_999, end: 20_000 }), content.subarray(19_999, 20_001), 'sha512 range 19999-20000');
       assert.equal(await store.stat(digestOf(content)), undefined, 'the sha256 of the same bytes is another blob');
       await store.delete(digest);
       assert.equal(await store.stat(digest), undefined);
@@ -404,19 +412,19 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       const [a, b] = [Buffer.concat([a1, a2]), Buffer.concat([b1, b2])];
       await store.commitUpload(idb, sb, b.length, digestOf(b));
       await store.commitUpload(ida, sa, a.length, digestOf(a));
-      assert.ok((await readStored(store, digestOf(a))).equals(a));
-      assert.ok((await readStored(store, digestOf(b))).equals(b));
+      assertBytes(await readStored(store, digestOf(a)), a, 'blob a');
+      assertBytes(await readStored(store, digestOf(b)), b, 'blob b');
     });
 
     it('read streams can be read concurrently and abandoned early', async (store) => {
       const content = randomBytes(4 * MiB + 17);
       const digest = await push(store, [content]);
       const [x, y] = await Promise.all([readStored(store, digest), readStored(store, digest, { start: MiB, end: 3 * MiB })]);
-      assert.ok(x.equals(content));
-      assert.ok(y.equals(content.subarray(MiB, 3 * MiB + 1)));
+      assertBytes(x, content, 'concurrent full read');
+      assertBytes(y, content.subarray(MiB, 3 * MiB + 1), 'concurrent ranged read');
       const stream = await store.read(digest);
       for await (const _chunk of stream) break; // destroys the stream
-      assert.ok(stream.destroyed);
+      assert.ok(stream.destroyed, 'breaking out of the loop destroys the stream');
       await store.delete(digest);
     });
 
@@ -463,10 +471,10 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
         state = viaJson((await other.appendUpload(id, state, a.length, body(b), b.length)).state);
         state = viaJson((await store.appendUpload(id, state, a.length + b.length, body(c), c.length)).state);
         await other.commitUpload(id, state, content.length, digest, async (stream) => {
-          assert.ok((await readAll(stream)).equals(content));
+          assertBytes(await readAll(stream), content, 'verify on the other instance sees the whole content');
         });
-        assert.ok((await readStored(store, digest)).equals(content), 'visible on the first instance');
-        assert.ok((await readStored(other, digest)).equals(content), 'visible on the second instance');
+        assertBytes(await readStored(store, digest), content, 'visible on the first instance');
+        assertBytes(await readStored(other, digest), content, 'visible on the second instance');
         await other.delete(digest);
         assert.equal(await store.stat(digest), undefined);
       } finally {
