@@ -172,6 +172,7 @@ export class FsBlobStore implements BlobStore {
     return {};
   }
 
+  // `length` is unused: Node has no fallocate, and the caller checks `written` against it anyway.
   async appendUpload(id: string, _state: UploadState, offset: number, body: Readable, _length?: number): Promise<AppendResult> {
     const path = this.#uploadPath(id);
     checkNonNegativeInt(offset, 'offset');
@@ -182,8 +183,8 @@ export class FsBlobStore implements BlobStore {
       // Positional writes from `offset`; the stream takes over (and will close) the handle.
       out = handle.createWriteStream({ start: offset, highWaterMark: this.#writeHighWaterMark });
     } catch (err) {
-      await handle.close();
-      throw err;
+      await handle.close().catch(() => {});
+      throw err instanceof StoreError ? err : this.#translate(err, `append to upload ${id}`);
     }
     const closed = new Promise<void>((done) => out.once('close', () => done()));
     let bodyError: unknown;
@@ -209,7 +210,9 @@ export class FsBlobStore implements BlobStore {
     const handle = await this.#openUpload(path, id);
     try {
       // Defensive: drop anything past `size` (a failed trailing write) so the blob is exactly `size`.
-      await this.#cutTo(handle, size, id);
+      await this.#cutTo(handle, size, id).catch((err) => {
+        throw err instanceof StoreError ? err : this.#translate(err, `commit upload ${id}`);
+      });
       if (verify !== undefined) {
         const content = size === 0 ? emptyStream() : createReadStream(path, { start: 0, end: size - 1, highWaterMark: this.#readHighWaterMark });
         try {
