@@ -2,7 +2,7 @@
 // Runs every *.test.ts in the workspace with node:test, straight from TypeScript sources
 // (tsx loader + the "source" export condition), so `pnpm test` needs no build step.
 // Usage: pnpm test [substring ...]   (only test files whose path contains one of the substrings)
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,7 @@ function find(dir, out = []) {
 
 const filters = process.argv.slice(2);
 const files = ['packages', 'test', 'examples']
+  .filter((dir) => existsSync(join(root, dir)))
   .flatMap((dir) => find(join(root, dir)))
   .filter((file) => filters.length === 0 || filters.some((f) => file.includes(f)))
   .sort();

@@ -1,5 +1,4 @@
 import { randomUUID, type Hash } from 'node:crypto';
-import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { HashingStream, newHash, type DigestAlgorithm, type ParsedDigest } from './digest.js';
 import { OciError } from './errors.js';
@@ -152,12 +151,22 @@ export class UploadSessions {
     const hash = live?.hash.copy();
     const counter = new HashingStream(hash, chunk.length);
     const appended = this.blobs.appendUpload(upload.id, upload.state, upload.offset, counter, chunk.length);
+    feed(body, counter);
     try {
-      await Promise.all([pipeline(body, counter), appended]);
+      await appended;
     } catch (error) {
+      // Stop feeding the store but keep reading (and discarding) the body, so the error response
+      // still reaches the client instead of a reset connection.
+      body.unpipe(counter);
+      body.resume();
       counter.destroy();
-      await appended.catch(() => undefined);
       if (error instanceof NotFoundError) throw new OciError('BLOB_UPLOAD_UNKNOWN', { detail: { id: upload.id } });
+      // The store lost bytes it had acknowledged (e.g. a crash before they reached the disk):
+      // the session cannot be completed correctly, so end it and make the client start over.
+      if (error instanceof IntegrityError) {
+        await this.cancel(upload, 'cancelled').catch(() => undefined);
+        throw new OciError('BLOB_UPLOAD_INVALID', { message: 'the upload session lost data; start a new upload', detail: { id: upload.id } });
+      }
       throw error;
     }
     const { state, written } = await appended;
@@ -219,6 +228,18 @@ export class UploadSessions {
     this.live.set(id, hash);
     if (this.live.size > MAX_LIVE_HASHES) this.live.delete(this.live.keys().next().value as string);
   }
+}
+
+/**
+ * Pipe the request body into the hashing stream. A body that fails or closes before its end
+ * (the client went away) fails the stream, so the store's append rejects instead of waiting.
+ */
+function feed(body: Readable, into: HashingStream): void {
+  body.once('error', (error) => into.destroy(error));
+  body.once('close', () => {
+    if (!body.readableEnded) into.destroy(new Error('request body closed before it ended'));
+  });
+  body.pipe(into);
 }
 
 /** 416 for a chunk that does not continue the session; Range and Location let the client resume. */

@@ -1,6 +1,7 @@
 import { parseDigest } from '../digest.js';
 import { MEDIA_TYPES } from '../manifest.js';
-import { assertEnabled, json, nextLink, pageSize, queryValue, type Context } from './context.js';
+import { OciError } from '../errors.js';
+import { json, nextLink, pageSize, queryValue, type Context } from './context.js';
 
 /**
  * GET `/v2/<name>/referrers/<digest>[?artifactType=]`: an image index of the manifests whose
@@ -8,7 +9,8 @@ import { assertEnabled, json, nextLink, pageSize, queryValue, type Context } fro
  * repository or digest gives an empty list.
  */
 export async function listReferrers(ctx: Context) {
-  assertEnabled(ctx.options.referrers, 'the referrers API');
+  // 404 is how clients detect a registry without the API (they fall back to the tag schema).
+  if (!ctx.options.referrers) throw new OciError('UNSUPPORTED', { status: 404, message: 'the referrers API is disabled' });
   const { repository, reference } = ctx.route;
   const subject = parseDigest(reference).digest;
   const artifactType = queryValue(ctx, 'artifactType') || undefined;
