@@ -34,7 +34,7 @@
  * copy is cheap, are stored inline so that they need no second object.
  */
 import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable, pipeline } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -240,7 +240,11 @@ export class S3BlobStore implements BlobStore {
       const location = cached ?? (await this.resolve(digest, key));
       if (!location) throw new NotFoundError(`blob ${digest} not found`, this.name);
       try {
-        return await this.getBody(location.key, httpRange(range, location.size, digest, this.name));
+        const body = await this.getBody(location.key, httpRange(range, location.size, digest, this.name));
+        // Hand out a plain stream: the SDK's IncomingMessage only aborts its request when destroyed
+        // (`destroyed` flips once the socket closes); the PassThrough is destroyed at once and
+        // takes the response down with it, and S3 errors still propagate to the reader.
+        return pipeline(body, new PassThrough(), () => {});
       } catch (error) {
         // A cached location can outlive a delete (or a delete + re-push) by another process.
         if (!(cached && attempt === 0 && error instanceof NotFoundError)) throw error;
@@ -359,6 +363,9 @@ export class S3BlobStore implements BlobStore {
       tooManyParts: () => new UnsupportedError(`upload ${id} exceeds ${MAX_PARTS} parts`, this.name),
       upload: (n, data) => this.uploadPart(input, n, data),
     });
+    // An append that touched neither a part nor a staged tail has not yet proven the session is
+    // alive (after an abort or a commit it is not); ask S3 before staging bytes for a dead upload.
+    if (parts.length === 0 && !tail) await this.assertUploadExists(input);
     // Nothing new arrived: the session is unchanged (and its tail still where it was).
     if (written === 0) return { state: input, written };
 
@@ -609,6 +616,12 @@ export class S3BlobStore implements BlobStore {
     return out.ETag;
   }
 
+  private async assertUploadExists(st: S3UploadState): Promise<void> {
+    await this.send('ListParts', () =>
+      this.client.send(new ListPartsCommand({ Bucket: this.bucket, Key: st.key, UploadId: st.uploadId, MaxParts: 1 })),
+    );
+  }
+
   private async getBody(key: string, range?: string): Promise<Readable> {
     const out = await this.send('GetObject', () => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range })));
     if (!(out.Body instanceof Readable)) throw new StoreError('GetObject returned no Node stream', this.name);
@@ -689,7 +702,9 @@ export class S3BlobStore implements BlobStore {
   private parseState(id: string, state: UploadState): S3UploadState {
     const s = state as Partial<S3UploadState>;
     const bad = (why: string) => new StoreError(`upload ${id}: invalid state (${why})`, this.name);
-    if (s?.v !== 1) throw bad('version');
+    // No state of ours at all (`{}`): the session was never created here, or is gone.
+    if (s === null || typeof s !== 'object' || s.uploadId === undefined) throw new NotFoundError(`upload ${id} not found`, this.name);
+    if (s.v !== 1) throw bad('version');
     if (typeof s.key !== 'string' || !s.key.startsWith(this.dataPrefix(id)) || s.key.slice(this.dataPrefix(id).length).includes('/'))
       throw bad('key');
     if (typeof s.uploadId !== 'string' || !s.uploadId) throw bad('uploadId');

@@ -1,0 +1,36 @@
+// The shared BlobStore contract on a real S3: one bucket per run, one prefix per test.
+import { after, before } from 'node:test';
+import { randomBytes } from 'node:crypto';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { describeBlobStore } from '@berth/testkit';
+import { createBucket, emptyBucket, listKeys, listUploads, rawClient, s3Env, storeFor } from './s3-env.js';
+
+const env = s3Env();
+
+if (env) {
+  let client: S3Client;
+  let bucket: string;
+  before(async () => {
+    client = rawClient(env);
+    bucket = await createBucket(client, 'contract');
+  });
+  after(async () => {
+    if (bucket) await emptyBucket(client, bucket);
+    client?.destroy();
+  });
+
+  describeBlobStore('s3', async () => {
+    const prefix = `t-${randomBytes(4).toString('hex')}/`;
+    const open = () => storeFor(env, bucket, { prefix, redirect: true });
+    return {
+      store: open(),
+      cleanup: () => emptyBucket(client, bucket, prefix, false),
+      // Open multipart uploads and staging objects: what an abandoned session would leave.
+      listUploads: async () => [
+        ...(await listUploads(client, bucket, prefix)).map((u) => u.Key),
+        ...(await listKeys(client, bucket, `${prefix}uploads/`)),
+      ],
+      reopen: async () => open(),
+    };
+  });
+}
