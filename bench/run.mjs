@@ -1,0 +1,119 @@
+#!/usr/bin/env node
+// `pnpm bench`: Berth (built CLI, fs + SQLite), Berth as a 2-process node:cluster, and Debian's
+// docker-registry (CNCF Distribution 2.8, filesystem storage), all on loopback, driven by the
+// same load generator. Each scenario runs in rounds, alternating the servers inside each round
+// (A B C A B C ...), so slow drift (page cache, thermal, disk writeback) hits all of them alike.
+// Figures are medians over rounds; peak RSS is the maximum seen during the push runs.
+//
+// Options: --rounds 3  --blob-mib 256  --concurrency 4  --chunk-mib 8  --seconds 8
+//          --connections 64  --servers berth,distribution,cluster  --profile  --out <file>|-
+// --profile starts Berth with --cpu-prof and leaves .cpuprofile files in bench/profiles/.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { MiB } from './data.mjs';
+import { headRate } from './head.mjs';
+import { MANIFEST_ACCEPT, pullRun, pushRun, pushSmallImage, rate } from './load.mjs';
+import { machine, markdown, printTable, summarize, tableRows } from './report.mjs';
+import { sampleRss, startServer } from './servers.mjs';
+
+const { values: opts } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    'blob-mib': { type: 'string', default: '256' },
+    concurrency: { type: 'string', default: '4' },
+    'chunk-mib': { type: 'string', default: '8' },
+    seconds: { type: 'string', default: '8' },
+    connections: { type: 'string', default: '64' },
+    servers: { type: 'string', default: 'berth,distribution,cluster' },
+    profile: { type: 'boolean', default: false },
+    out: { type: 'string', default: fileURLToPath(new URL('results/latest.md', import.meta.url)) },
+  },
+});
+const rounds = Number(opts.rounds);
+const size = Number(opts['blob-mib']) * MiB;
+const concurrency = Number(opts.concurrency);
+const chunkSize = Number(opts['chunk-mib']) * MiB;
+const seconds = Number(opts.seconds);
+const connections = Number(opts.connections);
+const kinds = opts.servers.split(',').filter(Boolean);
+const profileDir = opts.profile ? fileURLToPath(new URL('profiles/', import.meta.url)) : undefined;
+if (profileDir) await mkdir(profileDir, { recursive: true });
+
+const REPO = 'bench/app';
+const servers = [];
+const samples = {};
+const record = (kind, key, value) => ((samples[kind] ??= {})[key] ??= []).push(value);
+const log = (message) => process.stderr.write(`${message}\n`);
+
+async function main() {
+  for (const kind of kinds) servers.push(await startServer(kind, { profileDir: kind === 'distribution' ? undefined : profileDir }));
+  log(`servers: ${servers.map((s) => `${s.kind} ${s.base}`).join(', ')}`);
+
+  // Pushes; the monolithic runs' blobs are pulled back later. RSS is sampled during every push.
+  const pushed = new Map(servers.map((s) => [s, []]));
+  for (const [key, chunk] of [['pushMono', 0], ['pushChunked', chunkSize]]) {
+    for (let round = 0; round < rounds; round++) {
+      for (const server of servers) {
+        const sampler = sampleRss(server.pids);
+        const { mbps, blobs } = await pushRun(server.base, REPO, { size, concurrency, chunkSize: chunk });
+        record(server.kind, 'peakRss', (await sampler.stop()) / 1e6);
+        record(server.kind, key, mbps);
+        if (!chunk) pushed.get(server).push(blobs);
+        log(`${key} round ${round + 1} ${server.kind}: ${mbps.toFixed(0)} MiB/s`);
+      }
+    }
+  }
+  for (let round = 0; round < rounds; round++) {
+    for (const server of servers) {
+      const { mbps } = await pullRun(server.base, REPO, pushed.get(server)[round]);
+      record(server.kind, 'pull', mbps);
+      log(`pull round ${round + 1} ${server.kind}: ${mbps.toFixed(0)} MiB/s`);
+    }
+  }
+
+  // Request rates: one small image per server, a short warm-up, then the measured rounds.
+  const layers = new Map();
+  for (const server of servers) {
+    const { layer } = await pushSmallImage(server.base, REPO, 'latest');
+    layers.set(server, layer);
+    await rate(`${server.base}/v2/${REPO}/manifests/latest`, { headers: { accept: MANIFEST_ACCEPT }, connections, seconds: 2 });
+    await headRate(`${server.base}/v2/${REPO}/blobs/${layer.digest}`, { connections, seconds: 2 });
+  }
+  for (let round = 0; round < rounds; round++) {
+    for (const server of servers) {
+      const m = await rate(`${server.base}/v2/${REPO}/manifests/latest`, { headers: { accept: MANIFEST_ACCEPT }, connections, seconds });
+      if (m.errors > 0) throw new Error(`${server.kind}: ${m.errors} failed manifest GETs`);
+      record(server.kind, 'manifestRps', m.rps);
+      record(server.kind, 'manifestP99', m.p99);
+      const h = await headRate(`${server.base}/v2/${REPO}/blobs/${layers.get(server).digest}`, { connections, seconds });
+      if (h.errors > 0) throw new Error(`${server.kind}: ${h.errors} failed blob HEADs`);
+      record(server.kind, 'headRps', h.rps);
+      record(server.kind, 'headP99', h.p99);
+      log(`requests round ${round + 1} ${server.kind}: manifest ${m.rps.toFixed(0)}/s p99 ${m.p99} ms, HEAD ${h.rps.toFixed(0)}/s p99 ${h.p99} ms`);
+    }
+  }
+
+  const rows = tableRows(summarize(samples));
+  console.log();
+  printTable(rows);
+  if (opts.out !== '-') {
+    const settings = `${rounds} rounds, ${concurrency} × ${opts['blob-mib']} MiB blobs, ${opts['chunk-mib']} MiB chunks, ${connections} connections × ${seconds} s (autocannon)`;
+    const notes = [
+      'Berth: `node packages/cli/dist/bin.js serve --log-level silent` (fs blobs with fsync on commit + SQLite); cluster: `bench/cluster.mjs`, node:cluster with 2 workers on one port sharing the data dir and SQLite.',
+      'Distribution: `docker-registry serve` with filesystem storage, `log.level: error`, access log disabled (neither side logs per request).',
+      'Throughput: one undici keep-alive connection per concurrent transfer; pushes stream a pseudo-random blob (no 256 MiB buffers), pulls hash every byte and compare the digest.',
+      'Request rates: keep-alive, one request in flight per connection; manifest GET by tag (Docker schema2, 1 layer) with autocannon; blob HEAD of a 1 MiB layer with bench/head.mjs (autocannon waits for a HEAD body that never comes). Medians over rounds; peak RSS is the maximum of summed VmRSS (primary + workers for the cluster) sampled every 20 ms during push runs.',
+      'The load generator shares the 2 cores with the servers; Distribution (Go) and the cluster use both cores, a single Berth process one.',
+    ];
+    await mkdir(new URL('results/', import.meta.url), { recursive: true });
+    await writeFile(opts.out, markdown({ rows, samples, settings, info: machine(), notes }));
+    log(`\nwrote ${opts.out}`);
+  }
+}
+
+try {
+  await main();
+} finally {
+  await Promise.all(servers.map((s) => s.stop()));
+}

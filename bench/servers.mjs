@@ -1,0 +1,143 @@
+// Start and stop the registries under test, each on loopback with a fresh temp data directory,
+// and sample their memory from /proc.
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+async function freePort() {
+  const server = createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function waitUntilServing(base, child, stderr) {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}: ${stderr()}`);
+    try {
+      const res = await fetch(`${base}/v2/`);
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`server did not answer /v2/ within 60 s: ${stderr()}`);
+}
+
+function spawnServer(command, args, options = {}) {
+  const child = spawn(command, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  let stderr = '';
+  let stdout = '';
+  child.stderr.on('data', (c) => (stderr = (stderr + c).slice(-4000)));
+  child.stdout.on('data', (c) => (stdout = (stdout + c).slice(-100_000)));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return { child, exited, stderr: () => stderr, stdout: () => stdout };
+}
+
+/**
+ * A running server: `base` URL, `pids()` of every process whose memory counts, `stop()`.
+ * kind: 'berth' (one process), 'cluster' (node:cluster, `workers` processes) or 'distribution'.
+ */
+export async function startServer(kind, { workers = 2, profileDir } = {}) {
+  const dir = await mkdtemp(join(tmpdir(), `berth-bench-${kind}-`));
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const serveArgs = ['--port', String(port), '--host', '127.0.0.1', '--data-dir', dir, '--log-level', 'silent'];
+  const nodeFlags = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+  let proc;
+  let pids;
+  if (kind === 'berth') {
+    proc = spawnServer(process.execPath, [...nodeFlags, 'packages/cli/dist/bin.js', 'serve', ...serveArgs]);
+    pids = () => [proc.child.pid];
+  } else if (kind === 'cluster') {
+    proc = spawnServer(process.execPath, [...nodeFlags, 'bench/cluster.mjs', String(workers), ...serveArgs]);
+    let clusterPids = [proc.child.pid];
+    proc.child.stdout.on('data', () => {
+      const line = proc.stdout().split('\n').find((l) => l.includes('cluster ready'));
+      if (line) clusterPids = JSON.parse(line).pids;
+    });
+    pids = () => clusterPids;
+  } else if (kind === 'distribution') {
+    // Distribution 2.8 with filesystem storage, access log off and errors only: the same "no
+    // per-request logging" footing as Berth's --log-level silent.
+    const config = join(dir, 'config.yml');
+    await writeFile(
+      config,
+      [
+        'version: 0.1',
+        'log:',
+        '  level: error',
+        '  accesslog:',
+        '    disabled: true',
+        'storage:',
+        '  filesystem:',
+        `    rootdirectory: ${join(dir, 'data')}`,
+        '  delete:',
+        '    enabled: true',
+        'http:',
+        `  addr: 127.0.0.1:${port}`,
+        '',
+      ].join('\n'),
+    );
+    proc = spawnServer('docker-registry', ['serve', config]);
+    pids = () => [proc.child.pid];
+  } else {
+    throw new Error(`unknown server kind ${kind}`);
+  }
+  await waitUntilServing(base, proc.child, proc.stderr);
+  if (kind === 'cluster') {
+    while (pids().length < workers + 1) await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    kind,
+    base,
+    pids,
+    async stop() {
+      if (proc.child.exitCode === null) proc.child.kill('SIGTERM');
+      await proc.exited;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Resident memory (bytes) of one process, 0 once it is gone. */
+async function rss(pid) {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const match = /VmRSS:\s+(\d+) kB/.exec(status);
+    return match ? Number(match[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Sample the summed RSS of `pids()` every `intervalMs` until `stop()` is called; resolves to the
+ * peak. Summing covers the cluster (primary + workers) with the same code as one process.
+ */
+export function sampleRss(pids, intervalMs = 20) {
+  let peak = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const values = await Promise.all(pids().map(rss));
+      peak = Math.max(peak, values.reduce((a, b) => a + b, 0));
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return peak;
+    },
+  };
+}
