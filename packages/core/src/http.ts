@@ -23,6 +23,12 @@ export interface BerthResponse {
   body?: Buffer | Readable;
 }
 
+/** Anything that answers Berth requests (the registry, the token endpoint of @berth/auth): adapters mount any of them. */
+export interface BerthHandler {
+  /** Resolves to undefined when the path is not this handler's, so the host app serves it. */
+  handle(request: BerthRequest): Promise<BerthResponse | undefined>;
+}
+
 export function header(request: BerthRequest, name: string): string | undefined {
   const value = request.headers[name];
   return Array.isArray(value) ? value.join(', ') : value;

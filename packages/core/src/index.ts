@@ -1,10 +1,20 @@
 export * from './ports/index.js';
 export { createRegistry, renderError, type Registry } from './registry.js';
 export type { RegistryOptions } from './options.js';
-export type { BerthRequest, BerthResponse } from './http.js';
+export { header, type BerthHandler, type BerthRequest, type BerthResponse } from './http.js';
 export { OciError, OciErrors, ERROR_CODES, type OciErrorCode } from './errors.js';
 export { RegistryEventEmitter, type RegistryEvents } from './events.js';
-export { formatScope, type Action, type AuthHooks, type AuthorizeRequest, type Principal, type Scope } from './auth.js';
+export {
+  formatScope,
+  UnauthorizedError,
+  type Action,
+  type AnonymousAccess,
+  type AuthHooks,
+  type AuthorizeRequest,
+  type ChallengeError,
+  type Principal,
+  type Scope,
+} from './auth.js';
 export { parseDigest, isDigest, digestOf, type DigestAlgorithm } from './digest.js';
 export { isRepositoryName, isTag } from './names.js';
 export { MEDIA_TYPES, parseManifest } from './manifest.js';

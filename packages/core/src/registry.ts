@@ -1,4 +1,5 @@
-import { formatScope, type Action, type Principal, type Scope } from './auth.js';
+import { AccessControl } from './access.js';
+import type { Action, Scope } from './auth.js';
 import { ERROR_CODES, OciError, OciErrors } from './errors.js';
 import { RegistryEventEmitter } from './events.js';
 import type { Context, Handler } from './handlers/context.js';
@@ -9,7 +10,7 @@ import { deleteManifest, getManifest, putManifest } from './handlers/manifests.j
 import { listReferrers } from './handlers/referrers.js';
 import { listTags } from './handlers/tags.js';
 import { cancelUpload, getUploadStatus, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
-import type { BerthRequest, BerthResponse } from './http.js';
+import type { BerthHandler, BerthRequest, BerthResponse } from './http.js';
 import { ManifestCache } from './manifest-cache.js';
 import { resolveOptions, type RegistryOptions } from './options.js';
 import { UnavailableError } from './ports/errors.js';
@@ -28,7 +29,7 @@ const DISPATCH: Record<RouteName, Record<string, [Handler, Action | undefined]>>
   referrers: { GET: [listReferrers, 'pull'] },
 };
 
-export interface Registry {
+export interface Registry extends BerthHandler {
   /**
    * Answer one request. Resolves to undefined when the path is not under `/v2` (the host app's
    * own routes); every protocol error is rendered here, never thrown.
@@ -46,8 +47,7 @@ export function createRegistry(input: RegistryOptions): Registry {
   const events = new RegistryEventEmitter();
   const uploads = new UploadSessions(options.blobs, options.metadata, events, options.uploadLeaseMs);
   const manifests = new ManifestCache(options.metadata, options.manifestCacheTtlMs);
-  const authorize = async (principal: Principal | undefined, action: Action, repository: string) =>
-    options.authorize ? await options.authorize({ principal, action, repository }) : true;
+  const access = new AccessControl(options);
 
   async function dispatch(request: BerthRequest): Promise<BerthResponse | undefined> {
     const { path, query } = splitUrl(request.url);
@@ -59,15 +59,9 @@ export function createRegistry(input: RegistryOptions): Registry {
       throw new OciError('UNSUPPORTED', { status: 405, message: `${request.method} is not allowed here`, headers: { Allow: allowed(route.name) } });
     }
     const [handler, action] = entry;
-    const principal = options.authenticate ? await options.authenticate(request) : undefined;
     const scopes: Scope[] = action ? [{ repository: route.repository, actions: scopeActions(action) }] : [];
-    if (action && !(await authorize(principal, action, route.repository))) {
-      throw denied(principal, scopes);
-    }
-    if (route.name === 'base' && options.authenticate && principal === undefined && options.authorize) {
-      // Tell anonymous callers how to authenticate, unless the host lets anonymous callers in.
-      if (!(await options.authorize({ principal, action: 'pull', repository: '' }))) throw denied(principal, scopes);
-    }
+    const principal = await access.identify(request, scopes);
+    if (action) await access.require(principal, action, route.repository, scopes);
     const ctx: Context = {
       request,
       route,
@@ -77,15 +71,10 @@ export function createRegistry(input: RegistryOptions): Registry {
       uploads,
       manifests,
       events,
-      can: (act, repository) => authorize(principal, act, repository),
+      can: (act, repository) => access.can(principal, act, repository),
+      sameTenant: (a, b) => access.sameTenant(a, b),
     };
     return handler(ctx);
-  }
-
-  function denied(principal: Principal | undefined, scopes: Scope[]): OciError {
-    if (principal !== undefined) return new OciError('DENIED', { detail: scopes.map(formatScope) });
-    const challenge = options.challenge ? options.challenge(scopes) : 'Basic realm="berth"';
-    return new OciError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': challenge }, detail: scopes.map(formatScope) });
   }
 
   return {

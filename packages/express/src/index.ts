@@ -1,14 +1,15 @@
 import { pipeline } from 'node:stream/promises';
-import type { Registry } from '@berth/core';
+import type { BerthHandler } from '@berth/core';
 import type { RequestHandler } from 'express';
 
 /**
- * Express middleware serving the OCI Distribution API under `/v2`; other paths go to `next()`.
+ * Express middleware serving the OCI Distribution API under `/v2` (or any other `BerthHandler`,
+ * such as the token endpoint of @berth/auth); other paths go to `next()`.
  * It only translates: the request stream is handed over unread (mount no body parser in front of
  * `/v2`), and bodies are written as Buffers or streams, so Express adds no charset and keeps
  * Content-Length. Protocol errors are already responses; only adapter failures reach `next(err)`.
  */
-export function berth(registry: Registry): RequestHandler {
+export function berth(registry: BerthHandler): RequestHandler {
   return (req, res, next) => {
     registry.handle({ method: req.method, url: req.url, headers: req.headers, body: req }).then((response) => {
       if (!response) return next();

@@ -1,14 +1,15 @@
-import type { BerthResponse, Registry } from '@berth/core';
+import type { BerthHandler, BerthResponse } from '@berth/core';
 import Router from '@koa/router';
 import type { Middleware } from 'koa';
 
 /**
- * Koa middleware serving the OCI Distribution API under `/v2`; other paths go to `next()`.
+ * Koa middleware serving the OCI Distribution API under `/v2` (or any other `BerthHandler`, such
+ * as the token endpoint of @berth/auth); other paths go to `next()`.
  * It only translates: the request stream is handed over unread (mount no body parser in front
  * of `/v2`), and status, headers and body go back through Koa's own `ctx`, so host middleware
  * (logging, metrics) sees the response. Do not compress `/v2` responses: that drops Content-Length.
  */
-export function berth(registry: Registry): Middleware {
+export function berth(registry: BerthHandler): Middleware {
   return async (ctx, next) => {
     const response = await registry.handle({ method: ctx.method, url: ctx.url, headers: ctx.headers, body: ctx.req });
     if (!response) return next();
@@ -17,7 +18,7 @@ export function berth(registry: Registry): Middleware {
 }
 
 /** The same, as an @koa/router router for hosts that compose routers: `app.use(berthRouter(r).routes())`. */
-export function berthRouter(registry: Registry): Router {
+export function berthRouter(registry: BerthHandler): Router {
   const router = new Router();
   const middleware = berth(registry);
   router.all(['/v2', '/v2/{*rest}'], middleware);

@@ -20,6 +20,8 @@ export interface Context {
   events: RegistryEventEmitter;
   /** Whether the caller may perform `action` on another repository (mount source, catalog). */
   can(action: Action, repository: string): Promise<boolean>;
+  /** Whether content may move between two repositories (same tenant, see `tenantOf`). */
+  sameTenant(a: string, b: string): boolean;
 }
 
 export type Handler = (ctx: Context) => Promise<BerthResponse>;

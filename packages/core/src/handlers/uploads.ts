@@ -65,9 +65,10 @@ export async function cancelUpload(ctx: Context) {
 }
 
 /**
- * Link `digest` into the target when the caller may pull a repository holding it: `from` if
- * given, else (automatic cross-mount) any repository linking it. Anything short of that falls
- * back to a normal upload session, as the spec asks (never 404).
+ * Link `digest` into the target when the caller may pull a repository of the same tenant holding
+ * it: `from` if given, else (automatic cross-mount) any repository linking it. Anything short of
+ * that falls back to a normal upload session, as the spec asks (never 404), so the answer tells
+ * nothing about other tenants' content.
  */
 async function mountBlob(ctx: Context, mount: string, from: string | undefined) {
   const { repository } = ctx.route;
@@ -78,14 +79,12 @@ async function mountBlob(ctx: Context, mount: string, from: string | undefined) 
     return undefined;
   }
   const { metadata } = ctx.options;
-  const candidates: string[] = [];
-  if (from !== undefined) {
-    if (isRepositoryName(from)) candidates.push(from);
-  } else if (ctx.options.automaticCrossMount) {
-    candidates.push(...(await metadata.listBlobRepositories(digest, { limit: 50 })));
-  }
-  for (const source of candidates) {
-    if (!(await ctx.can('pull', source))) continue;
+  let sources: AsyncIterable<string> | string[] = [];
+  if (from !== undefined) sources = isRepositoryName(from) ? [from] : [];
+  else if (ctx.options.automaticCrossMount) sources = linkingRepositories(ctx, digest);
+  for await (const source of sources) {
+    // Tenant first: it needs no hook call, and no permission makes another tenant's blob mountable.
+    if (!ctx.sameTenant(source, repository) || !(await ctx.can('pull', source))) continue;
     const blob = await metadata.getBlob(source, digest);
     if (!blob) continue;
     await metadata.linkBlob(repository, digest, blob.size);
@@ -93,6 +92,17 @@ async function mountBlob(ctx: Context, mount: string, from: string | undefined) 
     return blobCreated(repository, digest, blob.size);
   }
   return undefined;
+}
+
+/** Repositories linking `digest`, page by page, bounded so a popular blob cannot stall a POST. */
+async function* linkingRepositories(ctx: Context, digest: string, pageSize = 100, maxPages = 10): AsyncGenerator<string> {
+  let last: string | undefined;
+  for (let page = 0; page < maxPages; page++) {
+    const names = await ctx.options.metadata.listBlobRepositories(digest, { limit: pageSize, last });
+    yield* names;
+    if (names.length < pageSize) return;
+    last = names[names.length - 1];
+  }
 }
 
 function blobCreated(repository: string, digest: string, _size: number) {
