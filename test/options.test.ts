@@ -15,7 +15,7 @@ describe('registry options', () => {
     stores = await embeddedStores();
     open = await startRegistry('koa', stores);
     // A second registry over the same data, with deletes, referrers and auto-mount off and a tiny manifest limit.
-    locked = await startRegistry('express', stores, { delete: false, referrers: false, automaticCrossMount: false, maxManifestBytes: 1024 });
+    locked = await startRegistry('express', stores, { delete: false, referrers: false, automaticCrossMount: false, maxManifestBytes: 1024, uploadTtlMs: 300 });
     a = new TestClient(open.url);
     b = new TestClient(locked.url);
   });
@@ -61,5 +61,18 @@ describe('registry options', () => {
     assert.equal(res.status, 202);
     const withFrom = await b.req(`/v2/opt/other/blobs/uploads/?mount=${blob}&from=opt/mount`, { method: 'POST' });
     assert.equal(withFrom.status, 201);
+  });
+
+  it('sweeps idle upload sessions and keeps fresh ones', async () => {
+    const idle = await b.req('/v2/opt/sweep/blobs/uploads/', { method: 'POST' });
+    await b.req(idle.header('location')!, { method: 'PATCH', body: 'partial' });
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const fresh = await b.req('/v2/opt/sweep/blobs/uploads/', { method: 'POST' });
+    const aborted: string[] = [];
+    locked.registry.events.on('upload.aborted', ({ id, reason }) => reason === 'expired' && aborted.push(id));
+    assert.ok((await locked.registry.sweepUploads()) >= 1);
+    assert.ok(aborted.includes(idle.header('docker-upload-uuid')!));
+    assertError(await b.req(idle.header('location')!), 404, 'BLOB_UPLOAD_UNKNOWN');
+    assert.equal((await b.req(fresh.header('location')!)).status, 204);
   });
 });

@@ -66,9 +66,9 @@ export class UploadSessions {
 
   /** Append one chunk (PATCH); returns the session's new size. */
   async append(upload: UploadRecord, body: Readable, chunk: ChunkInfo): Promise<number> {
-    return this.withLease(upload, chunk, async () => {
+    return this.withLease(upload, chunk, async (token) => {
       const { offset, state } = await this.write(upload, body, chunk);
-      if (!(await this.metadata.advanceUpload(upload.id, this.token(upload), offset, state))) {
+      if (!(await this.metadata.advanceUpload(upload.id, token, offset, state))) {
         throw outOfOrder(upload, 'the upload session was taken over by another request');
       }
       return offset;
@@ -100,27 +100,22 @@ export class UploadSessions {
     let swept = 0;
     for (;;) {
       const stale = await this.metadata.listStaleUploads(Date.now() - ttlMs, batch);
+      let sweptNow = 0;
       for (const upload of stale) {
-        if (upload.leaseUntil > Date.now()) continue;
+        if (upload.leaseUntil > Date.now()) continue; // a request is still writing to it
         await this.cancel(upload, 'expired');
-        swept++;
+        sweptNow++;
       }
-      if (stale.length < batch) return swept;
+      swept += sweptNow;
+      // Stop at the last page, or when a page held only leased sessions (it would come back again).
+      if (stale.length < batch || sweptNow === 0) return swept;
     }
   }
 
   // --- internals ---
 
-  private readonly tokens = new WeakMap<UploadRecord, string>();
-
-  private token(upload: UploadRecord): string {
-    const token = this.tokens.get(upload);
-    if (!token) throw new Error('upload lease not held');
-    return token;
-  }
-
   /** Hold the session's lease (renewed while the body streams) around `work`. */
-  private async withLease<T>(upload: UploadRecord, chunk: ChunkInfo, work: () => Promise<T>): Promise<T> {
+  private async withLease<T>(upload: UploadRecord, chunk: ChunkInfo, work: (token: string) => Promise<T>): Promise<T> {
     if (chunk.start !== undefined && chunk.start !== upload.offset) {
       throw outOfOrder(upload, `chunk starts at ${chunk.start}, expected ${upload.offset}`);
     }
@@ -128,14 +123,13 @@ export class UploadSessions {
     if (!(await this.metadata.claimUpload(upload.id, upload.offset, token, Date.now() + this.leaseMs))) {
       throw outOfOrder(upload, 'another request is writing to this upload session');
     }
-    this.tokens.set(upload, token);
     const renew = setInterval(() => {
       this.metadata.renewUpload(upload.id, token, Date.now() + this.leaseMs).catch(() => undefined);
     }, Math.max(1000, this.leaseMs / 3));
     renew.unref();
     let released = false;
     try {
-      const result = await work();
+      const result = await work(token);
       released = true; // advanceUpload or the commit's deleteUpload freed it
       return result;
     } finally {
