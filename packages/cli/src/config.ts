@@ -13,6 +13,23 @@ export interface ServeConfig {
   logLevel: string;
   /** Abort upload sessions idle for this long (ms). */
   uploadTtlMs: number;
+  /** Postgres schema for Berth's tables (default `public`). */
+  databaseSchema?: string;
+  /** How long a request holds an upload session (ms); bounds how long a crashed process blocks it. */
+  uploadLeaseMs: number;
+  /** Set when `--s3-bucket` is: blobs go to S3 instead of the data dir. */
+  s3?: S3Config;
+}
+
+export interface S3Config {
+  bucket: string;
+  endpoint?: string;
+  region?: string;
+  forcePathStyle: boolean;
+  prefix?: string;
+  partSize?: number;
+  /** Answer blob GETs with 307 to presigned URLs. */
+  redirect: boolean;
 }
 
 export const SERVE_OPTIONS = {
@@ -24,6 +41,15 @@ export const SERVE_OPTIONS = {
   'max-manifest-bytes': { type: 'string', env: 'BERTH_MAX_MANIFEST_BYTES', default: String(4 * 1024 * 1024), help: 'largest manifest accepted' },
   'log-level': { type: 'string', env: 'BERTH_LOG_LEVEL', default: 'info', help: 'pino level: info logs one line per request; silent turns logging off' },
   'upload-ttl': { type: 'string', env: 'BERTH_UPLOAD_TTL_SECONDS', default: '86400', help: 'abort upload sessions idle for this many seconds' },
+  'upload-lease': { type: 'string', env: 'BERTH_UPLOAD_LEASE_SECONDS', default: '60', help: 'a crashed request blocks its upload session this long' },
+  'database-schema': { type: 'string', env: 'BERTH_DATABASE_SCHEMA', default: '', help: 'Postgres schema for the tables (created if missing; default public)' },
+  's3-bucket': { type: 'string', env: 'BERTH_S3_BUCKET', default: '', help: 'store blobs in this S3 bucket (credentials: the AWS chain)' },
+  's3-endpoint': { type: 'string', env: 'BERTH_S3_ENDPOINT', default: '', help: 'S3 endpoint URL for non-AWS providers' },
+  's3-region': { type: 'string', env: 'BERTH_S3_REGION', default: '', help: 'S3 region (default AWS_REGION or us-east-1)' },
+  's3-force-path-style': { type: 'boolean', env: 'BERTH_S3_FORCE_PATH_STYLE', default: 'false', help: 'path-style URLs (MinIO, Ceph RGW)' },
+  's3-prefix': { type: 'string', env: 'BERTH_S3_PREFIX', default: '', help: 'key prefix for everything in the bucket' },
+  's3-part-size': { type: 'string', env: 'BERTH_S3_PART_SIZE', default: '8MiB', help: 'multipart part size, bytes or KiB/MiB/GiB (>= 5MiB)' },
+  's3-redirect': { type: 'boolean', env: 'BERTH_S3_REDIRECT', default: 'false', help: 'redirect blob GETs to presigned S3 URLs (307)' },
 } as const;
 
 export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig {
@@ -42,6 +68,9 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
     if (!Number.isSafeInteger(value) || value < 0) throw new Error(`--${name} must be a non-negative integer, got ${get(name)}`);
     return value;
   };
+  // Boolean flags take no value; their environment variables accept true/false (or 1/0).
+  const enabled = (name: keyof typeof SERVE_OPTIONS) => ['true', '1'].includes(get(name).toLowerCase());
+  const bucket = get('s3-bucket');
   return {
     port: integer('port'),
     host: get('host'),
@@ -51,7 +80,30 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
     maxManifestBytes: integer('max-manifest-bytes'),
     logLevel: get('log-level'),
     uploadTtlMs: integer('upload-ttl') * 1000,
+    uploadLeaseMs: integer('upload-lease') * 1000,
+    databaseSchema: get('database-schema') || undefined,
+    s3: bucket
+      ? {
+          bucket,
+          endpoint: get('s3-endpoint') || undefined,
+          region: get('s3-region') || undefined,
+          forcePathStyle: enabled('s3-force-path-style'),
+          prefix: get('s3-prefix') || undefined,
+          partSize: byteSize('s3-part-size', get('s3-part-size')),
+          redirect: enabled('s3-redirect'),
+        }
+      : undefined,
   };
+}
+
+const UNITS: Record<string, number> = { '': 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+
+/** `8388608`, `8MiB`, `512KiB`, `1GiB` → bytes. */
+function byteSize(name: string, text: string): number {
+  const m = /^(\d+)\s*(kib|mib|gib)?$/i.exec(text.trim());
+  const value = m ? Number(m[1]) * UNITS[(m[2] ?? '').toLowerCase()] : NaN;
+  if (!Number.isSafeInteger(value)) throw new Error(`--${name} must be a size in bytes (or KiB, MiB, GiB), got ${text}`);
+  return value;
 }
 
 export function serveHelp(): string {

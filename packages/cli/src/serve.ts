@@ -6,6 +6,7 @@ import { createRegistry, type Registry } from '@berth/core';
 import { berth } from '@berth/koa';
 import { createSqlMetadataStore } from '@berth/metadata-sql';
 import { FsBlobStore } from '@berth/storage-fs';
+import { S3BlobStore } from '@berth/storage-s3';
 import type { ServeConfig } from './config.js';
 
 export interface RunningServer {
@@ -15,19 +16,23 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** A standalone registry: Koa, fs blobs and the embedded database (or Postgres) in the data dir. */
+/** A standalone registry: Koa, fs blobs (or S3) and the embedded database (or Postgres). */
 export async function serve(config: ServeConfig): Promise<RunningServer> {
   const log = pino({ level: config.logLevel, base: undefined });
   const metadata = await createSqlMetadataStore(
-    config.databaseUrl ? { url: config.databaseUrl } : { filename: join(config.dataDir, 'berth.sqlite') },
+    config.databaseUrl ? { url: config.databaseUrl, schema: config.databaseSchema } : { filename: join(config.dataDir, 'berth.sqlite') },
   );
-  const blobs = new FsBlobStore({ root: join(config.dataDir, 'blobs') });
+  // Credentials are left to the AWS default chain (env, profile, SSO, IMDS, IRSA).
+  const s3 = config.s3 && new S3BlobStore(config.s3);
+  const blobs = s3 ?? new FsBlobStore({ root: join(config.dataDir, 'blobs') });
   const registry = createRegistry({
     blobs,
     metadata,
     delete: config.deletes,
     maxManifestBytes: config.maxManifestBytes,
     uploadTtlMs: config.uploadTtlMs,
+    uploadLeaseMs: config.uploadLeaseMs,
+    redirectBlobs: config.s3?.redirect,
   });
   registry.events.on('error', ({ error, method, url }) => log.error({ err: error, method, url }, 'request failed'));
 
@@ -64,9 +69,14 @@ export async function serve(config: ServeConfig): Promise<RunningServer> {
       (n) => n > 0 && log.info({ swept: n }, 'aborted idle upload sessions'),
       (error) => log.error({ err: error }, 'upload sweep failed'),
     );
+    // Backstop for multipart uploads no session knows of (a crash before the session was saved).
+    s3?.sweepUploads(config.uploadTtlMs).then(
+      ({ aborted, deleted }) => aborted + deleted > 0 && log.info({ aborted, deleted }, 'aborted orphaned S3 uploads'),
+      (error) => log.error({ err: error }, 'S3 upload sweep failed'),
+    );
   }, 10 * 60 * 1000);
   sweeper.unref();
-  log.info({ url, dataDir: config.dataDir, metadata: metadata.name, blobs: blobs.name }, 'berth is serving');
+  log.info({ url, dataDir: config.dataDir, metadata: metadata.name, blobs: blobs.name, bucket: config.s3?.bucket }, 'berth is serving');
   return {
     server,
     registry,
