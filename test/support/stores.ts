@@ -6,6 +6,8 @@ import pg from 'pg';
 import type { BlobStore, MetadataStore } from '@berth/core';
 import { FsBlobStore } from '@berth/storage-fs';
 import { createSqlMetadataStore } from '@berth/metadata-sql';
+import { S3BlobStore } from '@berth/storage-s3';
+import { createBucket, deleteBucket, s3Client, s3EnvOrUndefined } from './s3.js';
 
 export const POSTGRES_URL = process.env.BERTH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -47,6 +49,53 @@ export async function postgresStores(): Promise<StoreSet> {
       await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       await client.end();
       await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Drop a schema made by a test run. */
+export async function dropSchema(schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: POSTGRES_URL });
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * S3 blobs in a bucket of this run's own (created here, deleted with everything in it by
+ * `destroy`) + Postgres metadata in a fresh schema. Needs S3_ENDPOINT (see `requireS3`).
+ */
+export async function s3PostgresStores(): Promise<StoreSet> {
+  const env = s3EnvOrUndefined();
+  if (!env) throw new Error('s3PostgresStores: S3_ENDPOINT is not set');
+  const admin = s3Client(env);
+  const bucket = await createBucket(admin, 'spec');
+  const schema = `berth_spec_${randomBytes(6).toString('hex')}`;
+  return {
+    async open() {
+      return {
+        blobs: new S3BlobStore({
+          bucket,
+          endpoint: env.endpoint,
+          region: env.region,
+          forcePathStyle: true,
+          credentials: { accessKeyId: env.accessKeyId, secretAccessKey: env.secretAccessKey },
+          // The smallest part S3 allows, so that modest test blobs already span several parts.
+          partSize: 5 * 1024 * 1024,
+        }),
+        metadata: await createSqlMetadataStore({ url: POSTGRES_URL, schema }),
+      };
+    },
+    async destroy() {
+      try {
+        await deleteBucket(admin, bucket);
+        await dropSchema(schema);
+      } finally {
+        admin.destroy();
+      }
     },
   };
 }
