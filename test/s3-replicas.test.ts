@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { parseServeConfig } from '@berth/cli';
@@ -352,6 +352,48 @@ function describeS3(env: S3Env) {
       assert.equal(put.status, 201, put.text);
     });
 
+    it('answers 503 when S3 drops mid-PATCH and keeps the session at its last good offset', async () => {
+      // This process reaches S3 through a proxy the test cuts while a PATCH streams.
+      const proxy = await tcpProxy(new URL(env.endpoint));
+      const flaky = await berth([], { BERTH_S3_ENDPOINT: `http://127.0.0.1:${proxy.port}` });
+      const name = repo();
+      const head = randomBytes(7 * MiB);
+      const rest = randomBytes(20 * MiB + 1);
+      const data = Buffer.concat([head, rest]);
+      const start = await rawRequest(flaky.url, `/v2/${name}/blobs/uploads/`, { method: 'POST' });
+      const first = await rawRequest(flaky.url, start.header('location')!, { method: 'PATCH', body: head, headers: { 'Content-Range': `0-${head.length - 1}` } });
+      assert.equal(first.status, 202);
+      const location = first.header('location')!;
+
+      // Send 12 MiB, cut S3 off, then send the rest: the request must end, with 503.
+      let sent = 0;
+      let cut = false;
+      const body = new Readable({
+        read() {
+          if (sent >= rest.length) return void this.push(null);
+          if (sent >= 12 * MiB && !cut) {
+            cut = true;
+            setTimeout(() => {
+              proxy.cut();
+              this.push(rest.subarray(sent, (sent += 256 * KiB)));
+            }, 300);
+            return;
+          }
+          this.push(rest.subarray(sent, (sent += 256 * KiB)));
+        },
+      });
+      const started = Date.now();
+      const patch = await streamRequest(flaky.url, location, 'PATCH', body);
+      assertError(patch, 503, 'UNAVAILABLE');
+      assert.ok(Date.now() - started < 30_000, `took ${Date.now() - started} ms`);
+
+      const status = await rawRequest(a.url, location);
+      assert.equal(status.header('range'), `0-${head.length - 1}`);
+      const resumed = await rawRequest(a.url, withDigest(location, sha256(data)), { method: 'PUT', body: rest, headers: { 'Content-Range': `${head.length}-${data.length - 1}` } });
+      assert.equal(resumed.status, 201, resumed.text);
+      assert.equal(await digestOfGet(b.url, `/v2/${name}/blobs/${sha256(data)}`), sha256(data));
+    });
+
     /**
      * POST, then PATCH `data` in chunks cycling through `sizes` (round-robin over `servers`, starting
      * with the second one when there are several), then PUT on the next server. Returns the
@@ -497,6 +539,32 @@ function parseHwm(pid: number, status: string): number {
 }
 
 const mb = (bytes: number) => (bytes / 1e6).toFixed(0);
+
+/** A TCP proxy to `target`; `cut()` drops every connection and refuses new ones. */
+async function tcpProxy(target: URL): Promise<{ port: number; cut(): void }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(Number(target.port), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        sockets.delete(s);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    cut() {
+      server.close();
+      for (const s of sockets) s.resetAndDestroy();
+    },
+  };
+}
 
 /** A loopback port with nothing listening on it. */
 async function closedPort(): Promise<number> {
