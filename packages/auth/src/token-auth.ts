@@ -5,8 +5,11 @@ import { resolveKey, type ResolvedKey, type TokenKey } from './keys.js';
 import { grants, type TokenAccess } from './scope.js';
 
 export interface TokenAuthOptions {
-  /** Where clients fetch tokens: the absolute URL of the token endpoint, sent in the challenge. */
-  realm: string;
+  /**
+   * Where clients fetch tokens: the absolute URL of the token endpoint, sent in the challenge. A
+   * function is called per challenge (for a URL known only once the server listens).
+   */
+  realm: string | (() => string);
   /** The service name: sent in the challenge, required as the token's audience. */
   service: string;
   /** The issuer tokens must name (`iss`). */
@@ -52,7 +55,7 @@ export function tokenAuth(options: TokenAuthOptions): Required<Pick<AuthHooks, '
     clockTolerance: options.clockToleranceSeconds ?? 30,
     requiredClaims: ['exp'],
   };
-  const challengePrefix = `Bearer realm=${quote(options.realm)},service=${quote(options.service)}`;
+  const realm = typeof options.realm === 'function' ? options.realm : () => options.realm as string;
 
   return {
     async authenticate(request) {
@@ -74,7 +77,7 @@ export function tokenAuth(options: TokenAuthOptions): Required<Pick<AuthHooks, '
       throw new UnauthorizedError(`the token does not grant ${action} on ${repository}`, 'insufficient_scope');
     },
     challenge(scopes: Scope[], error) {
-      let value = challengePrefix;
+      let value = `Bearer realm=${quote(realm())},service=${quote(options.service)}`;
       if (scopes.length > 0) value += `,scope=${quote(scopes.map(formatScope).join(' '))}`;
       if (error) value += `,error=${quote(error)}`;
       return value;

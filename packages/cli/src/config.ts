@@ -19,6 +19,23 @@ export interface ServeConfig {
   uploadLeaseMs: number;
   /** Set when `--s3-bucket` is: blobs go to S3 instead of the data dir. */
   s3?: S3Config;
+  /** An htpasswd file (bcrypt): its users may do everything; auth is off without it. */
+  htpasswd?: string;
+  /** With auth on, anonymous callers may still pull. */
+  anonymousPull: boolean;
+  /** Set when `--token-auth` is: Bearer tokens from the built-in `/token` endpoint instead of Basic. */
+  token?: TokenConfig;
+}
+
+export interface TokenConfig {
+  /** The token endpoint URL sent to clients; default `<listen url>/token`. */
+  realm?: string;
+  service: string;
+  /** PEM private key that signs tokens; default `<data dir>/token-key.pem`, created on first start. */
+  keyFile?: string;
+  /** PEM keys of earlier signers whose tokens are still accepted (key rotation). */
+  verifyKeyFiles: string[];
+  ttlSeconds: number;
 }
 
 export interface S3Config {
@@ -50,6 +67,14 @@ export const SERVE_OPTIONS = {
   's3-prefix': { type: 'string', env: 'BERTH_S3_PREFIX', default: '', help: 'key prefix for everything in the bucket' },
   's3-part-size': { type: 'string', env: 'BERTH_S3_PART_SIZE', default: '8MiB', help: 'multipart part size, bytes or KiB/MiB/GiB (>= 5MiB)' },
   's3-redirect': { type: 'boolean', env: 'BERTH_S3_REDIRECT', default: 'false', help: 'redirect blob GETs to presigned S3 URLs (307)' },
+  htpasswd: { type: 'string', env: 'BERTH_HTPASSWD', default: '', help: 'htpasswd file (bcrypt, htpasswd -B): turns on auth; its users may do everything' },
+  'anonymous-pull': { type: 'boolean', env: 'BERTH_ANONYMOUS_PULL', default: 'false', help: 'with auth on, anonymous callers may still pull' },
+  'token-auth': { type: 'boolean', env: 'BERTH_TOKEN_AUTH', default: 'false', help: 'Bearer tokens from a built-in /token endpoint (docker/skopeo/podman login); needs --htpasswd' },
+  'token-realm': { type: 'string', env: 'BERTH_TOKEN_REALM', default: '', help: 'token endpoint URL clients are sent to (default http://<host>:<port>/token)' },
+  'token-service': { type: 'string', env: 'BERTH_TOKEN_SERVICE', default: 'berth', help: 'service name: token audience and issuer' },
+  'token-key': { type: 'string', env: 'BERTH_TOKEN_KEY_FILE', default: '', help: 'PEM private key signing tokens (default <data-dir>/token-key.pem, created if missing)' },
+  'token-verify-keys': { type: 'string', env: 'BERTH_TOKEN_VERIFY_KEYS', default: '', help: 'comma-separated PEM keys of earlier signers still accepted (rotation)' },
+  'token-ttl': { type: 'string', env: 'BERTH_TOKEN_TTL_SECONDS', default: '300', help: 'token lifetime in seconds' },
 } as const;
 
 export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig {
@@ -71,6 +96,8 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
   // Boolean flags take no value; their environment variables accept true/false (or 1/0).
   const enabled = (name: keyof typeof SERVE_OPTIONS) => ['true', '1'].includes(get(name).toLowerCase());
   const bucket = get('s3-bucket');
+  const htpasswd = get('htpasswd');
+  if (enabled('token-auth') && !htpasswd) throw new Error('--token-auth needs --htpasswd (the users who may log in)');
   return {
     port: integer('port'),
     host: get('host'),
@@ -91,6 +118,17 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
           prefix: get('s3-prefix') || undefined,
           partSize: byteSize('s3-part-size', get('s3-part-size')),
           redirect: enabled('s3-redirect'),
+        }
+      : undefined,
+    htpasswd: htpasswd ? resolve(htpasswd) : undefined,
+    anonymousPull: enabled('anonymous-pull'),
+    token: enabled('token-auth')
+      ? {
+          realm: get('token-realm') || undefined,
+          service: get('token-service'),
+          keyFile: get('token-key') ? resolve(get('token-key')) : undefined,
+          verifyKeyFiles: get('token-verify-keys').split(',').filter(Boolean).map((f) => resolve(f)),
+          ttlSeconds: integer('token-ttl'),
         }
       : undefined,
   };

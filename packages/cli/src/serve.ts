@@ -7,6 +7,7 @@ import { berth } from '@berth/koa';
 import { createSqlMetadataStore } from '@berth/metadata-sql';
 import { FsBlobStore } from '@berth/storage-fs';
 import { S3BlobStore } from '@berth/storage-s3';
+import { serveAuth } from './auth.js';
 import type { ServeConfig } from './config.js';
 
 export interface RunningServer {
@@ -25,7 +26,10 @@ export async function serve(config: ServeConfig): Promise<RunningServer> {
   // Credentials are left to the AWS default chain (env, profile, SSO, IMDS, IRSA).
   const s3 = config.s3 && new S3BlobStore(config.s3);
   const blobs = s3 ?? new FsBlobStore({ root: join(config.dataDir, 'blobs') });
+  let url = ''; // known once listening; the default token realm points at it
+  const auth = await serveAuth(config, () => `${url}/token`);
   const registry = createRegistry({
+    ...auth.hooks,
     blobs,
     metadata,
     delete: config.deletes,
@@ -46,6 +50,7 @@ export async function serve(config: ServeConfig): Promise<RunningServer> {
       log.info({ method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(performance.now() - started) });
     }
   });
+  if (auth.tokens) app.use(berth(auth.tokens));
   app.use(berth(registry));
   app.use(async (ctx) => {
     if (ctx.path === '/health') ctx.body = { ok: true };
@@ -63,7 +68,7 @@ export async function serve(config: ServeConfig): Promise<RunningServer> {
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  const url = `http://${config.host}:${port}`;
+  url = `http://${config.host}:${port}`;
   const sweeper = setInterval(() => {
     registry.sweepUploads().then(
       (n) => n > 0 && log.info({ swept: n }, 'aborted idle upload sessions'),
@@ -76,7 +81,8 @@ export async function serve(config: ServeConfig): Promise<RunningServer> {
     );
   }, 10 * 60 * 1000);
   sweeper.unref();
-  log.info({ url, dataDir: config.dataDir, metadata: metadata.name, blobs: blobs.name, bucket: config.s3?.bucket }, 'berth is serving');
+  const authMode = config.token ? 'token' : config.htpasswd ? 'basic' : 'none';
+  log.info({ url, dataDir: config.dataDir, metadata: metadata.name, blobs: blobs.name, bucket: config.s3?.bucket, auth: authMode }, 'berth is serving');
   return {
     server,
     registry,
