@@ -41,7 +41,7 @@ export function basicChallenge(realm: string): string {
  * The `Authorization: Basic` credentials of a request: undefined without the header; a 401
  * `UnauthorizedError` for another scheme or a malformed value.
  */
-export function readBasic(request: BerthRequest): { username: string; password: string } | undefined {
+export function readBasic(request: Pick<BerthRequest, 'headers'>): { username: string; password: string } | undefined {
   const value = header(request, 'authorization');
   if (value === undefined) return undefined;
   const match = /^Basic +([A-Za-z0-9+/]+=*) *$/i.exec(value);

@@ -29,7 +29,7 @@ export interface BerthHandler {
   handle(request: BerthRequest): Promise<BerthResponse | undefined>;
 }
 
-export function header(request: BerthRequest, name: string): string | undefined {
+export function header(request: Pick<BerthRequest, 'headers'>, name: string): string | undefined {
   const value = request.headers[name];
   return Array.isArray(value) ? value.join(', ') : value;
 }
