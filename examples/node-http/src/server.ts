@@ -1,0 +1,71 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { basicAuth, createTokenEndpoint, tokenAuth, type BasicPrincipal } from '@berth/auth';
+import { createRegistry, type BerthHandler, type BerthResponse, type Registry } from '@berth/core';
+import { createSqlMetadataStore } from '@berth/metadata-sql';
+import { FsBlobStore } from '@berth/storage-fs';
+
+/** The service's own users: a build bot that pushes `ci/*` and a reader of everything. */
+const USERS: Record<string, { password: string; push: boolean }> = {
+  'build-bot': { password: 'bot-secret', push: true },
+  auditor: { password: 'audit-secret', push: false },
+};
+
+/**
+ * A plain node:http service: its own `/health` and `/status` routes, plus Berth and its token
+ * endpoint, each asked in turn (`handle` resolves to undefined for paths it does not own).
+ */
+export async function createService(dataDir: string, publicUrl: () => string): Promise<{ server: Server; registry: Registry }> {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const tokens = createTokenEndpoint({
+    signingKey: { key: privateKey },
+    service: 'node-http-registry',
+    issuer: 'node-http-registry',
+    authenticate: basicAuth({ verifyPassword: (user, password) => USERS[user]?.password === password }).authenticate,
+    authorize: ({ principal, action, repository }) => {
+      const user = principal === undefined ? undefined : USERS[(principal as BasicPrincipal).username];
+      return !!user && (action === 'pull' || (user.push && action === 'push' && repository.startsWith('ci/')));
+    },
+    anonymous: false,
+  });
+  const registry = createRegistry({
+    blobs: new FsBlobStore({ root: join(dataDir, 'blobs') }),
+    metadata: await createSqlMetadataStore({ filename: join(dataDir, 'registry.sqlite') }),
+    ...tokenAuth({ realm: () => `${publicUrl()}/token`, service: 'node-http-registry', issuer: 'node-http-registry', keys: [{ key: privateKey }] }),
+  });
+  let pushes = 0;
+  registry.events.on('manifest.pushed', () => pushes++);
+  const handlers: BerthHandler[] = [tokens, registry];
+
+  const server = createServer(async (req, res) => {
+    try {
+      for (const handler of handlers) {
+        const response = await handler.handle({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body: req });
+        if (response) return await write(req, res, response);
+      }
+      if (req.url === '/health') return json(res, 200, { ok: true });
+      if (req.url === '/status') return json(res, 200, { pushes, uptimeSeconds: Math.round(process.uptime()) });
+      json(res, 404, { error: 'not found' });
+    } catch {
+      if (!res.headersSent) json(res, 500, { error: 'internal error' });
+      else res.destroy();
+    }
+  });
+  // Long blob uploads must not hit Node's default request timeout.
+  server.requestTimeout = 0;
+  return { server, registry };
+}
+
+/** What an adapter does: copy status and headers, then the bytes or the stream (none for HEAD). */
+async function write(req: IncomingMessage, res: ServerResponse, response: BerthResponse): Promise<void> {
+  res.writeHead(response.status, response.headers);
+  if (!response.body || req.method === 'HEAD') res.end();
+  else if (Buffer.isBuffer(response.body)) res.end(response.body);
+  else await pipeline(response.body, res).catch(() => undefined); // a client that left mid-download
+}
+
+function json(res: ServerResponse, status: number, value: unknown): void {
+  res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(value));
+}
