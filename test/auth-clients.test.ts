@@ -12,6 +12,8 @@ import { spawnBerth, type BerthProcess } from './support/cli.js';
 import { makeOciLayout, readLayoutBlob, requireCommand } from './support/oci-layout.js';
 
 const run = promisify(execFile);
+// spawnBerth waits for the "berth is serving" log line: keep it even if the environment silences logs.
+const READY_LOGS = { BERTH_LOG_LEVEL: 'info' };
 
 /** Run a client; resolves to its output, or to the failure with its exit code and stderr. */
 async function client(command: string, args: string[]): Promise<{ ok: boolean; stdout: string; stderr: string }> {
@@ -53,7 +55,7 @@ describe('berth serve --htpasswd (Basic auth)', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'berth-basic-'));
     await writeFile(join(dir, 'users'), `${await htpasswdLine('ci', 'pa55', 4)}\n`);
-    berth = await spawnBerth(['--data-dir', join(dir, 'data'), '--htpasswd', join(dir, 'users'), '--anonymous-pull']);
+    berth = await spawnBerth(['--data-dir', join(dir, 'data'), '--htpasswd', join(dir, 'users'), '--anonymous-pull'], READY_LOGS);
   });
   after(async () => {
     await berth?.stop();
@@ -82,7 +84,7 @@ for (const tool of ['skopeo', 'podman'] as const) {
     before(async () => {
       dir = await mkdtemp(join(tmpdir(), `berth-${tool}-auth-`));
       await writeFile(join(dir, 'users'), `${await htpasswdLine('ci', 'correct horse', 4)}\n`);
-      berth = await spawnBerth(['--data-dir', join(dir, 'data'), '--htpasswd', join(dir, 'users'), '--token-auth']);
+      berth = await spawnBerth(['--data-dir', join(dir, 'data'), '--htpasswd', join(dir, 'users'), '--token-auth'], READY_LOGS);
       host = new URL(berth.url).host;
       authfile = join(dir, 'auth.json');
     });

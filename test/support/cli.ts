@@ -24,7 +24,11 @@ export function spawnBerth(args: string[], env: NodeJS.ProcessEnv = {}): Promise
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`berth did not start in 30 s: ${stderr}`)), 30_000);
+    const timer = setTimeout(() => {
+      // Never leave a server behind: it would keep the test process alive forever.
+      child.kill();
+      reject(new Error(`berth did not start in 30 s: ${stderr}`));
+    }, 30_000);
     child.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`berth exited with ${code}: ${stderr}`));
