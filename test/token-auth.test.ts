@@ -125,6 +125,24 @@ for (const adapter of ['koa', 'express'] as const) {
       assert.match(bobPush.header('www-authenticate')!, /error="insufficient_scope"/);
     });
 
+    it('mounts only from repositories the token may pull; otherwise a plain session, not a 401', async () => {
+      const token = async (...scopes: string[]) => {
+        const query = scopes.map((scope) => `scope=${scope}`).join('&');
+        const res = await rawRequest(host.url, `/token?service=${SERVICE}&${query}`, { headers: { Authorization: basic('alice', 'wonderland') } });
+        return { Authorization: `Bearer ${res.json().token}` };
+      };
+      const source = new TestClient(host.url, await token('repository:acme/src:pull,push'));
+      const digest = await source.pushBlob('acme/src', Buffer.from('mount me'));
+      const pushOnly = new TestClient(host.url, await token('repository:acme/dst:pull,push'));
+      for (const query of [`mount=${digest}&from=acme/src`, `mount=${digest}`]) {
+        assert.equal((await pushOnly.req(`/v2/acme/dst/blobs/uploads/?${query}`, { method: 'POST' })).status, 202, query);
+      }
+      const both = new TestClient(host.url, await token('repository:acme/dst:pull,push', 'repository:acme/src:pull'));
+      const mounted = await both.req(`/v2/acme/dst/blobs/uploads/?mount=${digest}&from=acme/src`, { method: 'POST' });
+      assert.equal(mounted.status, 201);
+      assert.equal(mounted.header('location'), `/v2/acme/dst/blobs/${digest}`);
+    });
+
     it('refuses a wrong password at the token endpoint with 401 and a Basic challenge', async () => {
       const res = await rawRequest(host.url, `/token?service=${SERVICE}&scope=repository:acme/app:pull`, { headers: { Authorization: basic('alice', 'nope') } });
       assertError(res, 401, 'UNAUTHORIZED');
