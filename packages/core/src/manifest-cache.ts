@@ -6,14 +6,16 @@ interface Entry<T> {
 }
 
 /**
- * In-process cache of the hot read path (tag → digest, digest → manifest), so a manifest GET by
- * tag does not touch the database on every request. Writes through this process invalidate the
- * repository at once; writes made by another replica show after at most `ttlMs` (the price of
- * keeping the database off the hot path; set 0 to disable). Misses are never cached.
+ * In-process cache of the hot read path (tag → digest, digest → manifest, repository → blob
+ * link), so a manifest GET by tag or a blob HEAD does not touch the database on every request.
+ * Writes through this process invalidate at once; writes made by another replica show after at
+ * most `ttlMs` (the price of keeping the database off the hot path; set 0 to disable). Misses are
+ * never cached, so anything just pushed (on any replica) is visible at once.
  */
 export class ManifestCache {
   private readonly tags = new Map<string, Entry<string>>();
   private readonly manifests = new Map<string, Entry<ManifestRecord>>();
+  private readonly blobs = new Map<string, Entry<{ size: number }>>();
 
   constructor(
     private readonly metadata: MetadataStore,
@@ -27,6 +29,16 @@ export class ManifestCache {
 
   async getManifest(repository: string, digest: string): Promise<ManifestRecord | undefined> {
     return this.cached(this.manifests, `${repository}@${digest}`, () => this.metadata.getManifest(repository, digest));
+  }
+
+  /** A repository's link to a blob (blob HEAD and GET, the hottest read after manifests). */
+  async getBlob(repository: string, digest: string): Promise<{ size: number } | undefined> {
+    return this.cached(this.blobs, `${repository}@${digest}`, () => this.metadata.getBlob(repository, digest));
+  }
+
+  /** Forget a blob link (after this process unlinked it). */
+  forgetBlob(repository: string, digest: string): void {
+    this.blobs.delete(`${repository}@${digest}`);
   }
 
   /** Forget everything about `repository` (after any manifest or tag write to it). */
