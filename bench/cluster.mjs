@@ -3,6 +3,7 @@
 // The primary only hands accepted connections to workers (round-robin); all protocol work is in
 // the workers. Usage: node bench/cluster.mjs <workers> <berth serve flags...>
 import cluster from 'node:cluster';
+import { setFlagsFromString } from 'node:v8';
 import { parseServeConfig } from '../packages/cli/dist/config.js';
 import { serve } from '../packages/cli/dist/serve.js';
 
@@ -33,6 +34,8 @@ if (cluster.isPrimary) {
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
 } else {
+  // The same V8 setting as packages/cli/src/bin.ts (see there why).
+  setFlagsFromString('--no-incremental-marking');
   const running = await serve(parseServeConfig(args));
   process.send('listening');
   const stop = () => running.close().then(() => process.exit(0), () => process.exit(1));

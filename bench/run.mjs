@@ -5,7 +5,7 @@
 // (A B C A B C ...), so slow drift (page cache, thermal, disk writeback) hits all of them alike.
 // Figures are medians over rounds; peak RSS is the maximum seen during the push runs.
 //
-// Options: --rounds 3  --blob-mib 256  --concurrency 4  --chunk-mib 8  --seconds 8
+// Options: --scenarios push,chunked,pull,requests  --rounds 3  --blob-mib 256  --concurrency 4  --chunk-mib 8  --seconds 8
 //          --connections 64  --servers berth,distribution,cluster  --profile  --out <file>|-
 // --profile starts Berth with --cpu-prof and leaves .cpuprofile files in bench/profiles/.
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -15,7 +15,7 @@ import { MiB } from './data.mjs';
 import { headRate } from './head.mjs';
 import { MANIFEST_ACCEPT, pullRun, pushRun, pushSmallImage, rate } from './load.mjs';
 import { machine, markdown, printTable, summarize, tableRows } from './report.mjs';
-import { sampleRss, startServer } from './servers.mjs';
+import { cpuSeconds, sampleRss, startServer } from './servers.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -26,6 +26,7 @@ const { values: opts } = parseArgs({
     seconds: { type: 'string', default: '8' },
     connections: { type: 'string', default: '64' },
     servers: { type: 'string', default: 'berth,distribution,cluster' },
+    scenarios: { type: 'string', default: 'push,chunked,pull,requests' },
     profile: { type: 'boolean', default: false },
     out: { type: 'string', default: fileURLToPath(new URL('results/latest.md', import.meta.url)) },
   },
@@ -37,6 +38,7 @@ const chunkSize = Number(opts['chunk-mib']) * MiB;
 const seconds = Number(opts.seconds);
 const connections = Number(opts.connections);
 const kinds = opts.servers.split(',').filter(Boolean);
+const scenarios = new Set(opts.scenarios.split(','));
 const profileDir = opts.profile ? fileURLToPath(new URL('profiles/', import.meta.url)) : undefined;
 if (profileDir) await mkdir(profileDir, { recursive: true });
 
@@ -52,21 +54,27 @@ async function main() {
 
   // Pushes; the monolithic runs' blobs are pulled back later. RSS is sampled during every push.
   const pushed = new Map(servers.map((s) => [s, []]));
-  for (const [key, chunk] of [['pushMono', 0], ['pushChunked', chunkSize]]) {
+  const pushKinds = [['pushMono', 0, scenarios.has('push') || scenarios.has('pull')], ['pushChunked', chunkSize, scenarios.has('chunked')]];
+  for (const [key, chunk] of pushKinds.filter(([, , wanted]) => wanted)) {
     for (let round = 0; round < rounds; round++) {
       for (const server of servers) {
         const sampler = sampleRss(server.pids);
+        const cpuBefore = await cpuSeconds(server.pids());
         const { mbps, blobs } = await pushRun(server.base, REPO, { size, concurrency, chunkSize: chunk });
+        const cpu = (await cpuSeconds(server.pids())) - cpuBefore;
         record(server.kind, 'peakRss', (await sampler.stop()) / 1e6);
         record(server.kind, key, mbps);
+        record(server.kind, `${key}Cpu`, cpu / ((size * concurrency) / 2 ** 30));
         if (!chunk) pushed.get(server).push(blobs);
         log(`${key} round ${round + 1} ${server.kind}: ${mbps.toFixed(0)} MiB/s`);
       }
     }
   }
-  for (let round = 0; round < rounds; round++) {
+  for (let round = 0; round < rounds && scenarios.has('pull'); round++) {
     for (const server of servers) {
+      const cpuBefore = await cpuSeconds(server.pids());
       const { mbps } = await pullRun(server.base, REPO, pushed.get(server)[round]);
+      record(server.kind, 'pullCpu', ((await cpuSeconds(server.pids())) - cpuBefore) / ((size * concurrency) / 2 ** 30));
       record(server.kind, 'pull', mbps);
       log(`pull round ${round + 1} ${server.kind}: ${mbps.toFixed(0)} MiB/s`);
     }
@@ -74,13 +82,13 @@ async function main() {
 
   // Request rates: one small image per server, a short warm-up, then the measured rounds.
   const layers = new Map();
-  for (const server of servers) {
+  for (const server of scenarios.has('requests') ? servers : []) {
     const { layer } = await pushSmallImage(server.base, REPO, 'latest');
     layers.set(server, layer);
     await rate(`${server.base}/v2/${REPO}/manifests/latest`, { headers: { accept: MANIFEST_ACCEPT }, connections, seconds: 2 });
     await headRate(`${server.base}/v2/${REPO}/blobs/${layer.digest}`, { connections, seconds: 2 });
   }
-  for (let round = 0; round < rounds; round++) {
+  for (let round = 0; round < rounds && scenarios.has('requests'); round++) {
     for (const server of servers) {
       const m = await rate(`${server.base}/v2/${REPO}/manifests/latest`, { headers: { accept: MANIFEST_ACCEPT }, connections, seconds });
       if (m.errors > 0) throw new Error(`${server.kind}: ${m.errors} failed manifest GETs`);

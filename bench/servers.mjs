@@ -141,3 +141,19 @@ export function sampleRss(pids, intervalMs = 20) {
     },
   };
 }
+
+/** CPU seconds (user + system, all threads) used so far by `pids` together; gone processes count 0. */
+export async function cpuSeconds(pids) {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // exited
+    }
+  }
+  return ticks / 100; // USER_HZ is 100 on Linux
+}
