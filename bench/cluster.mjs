@@ -4,8 +4,6 @@
 // the workers. Usage: node bench/cluster.mjs <workers> <berth serve flags...>
 import cluster from 'node:cluster';
 import { setFlagsFromString } from 'node:v8';
-import { parseServeConfig } from '../packages/cli/dist/config.js';
-import { serve } from '../packages/cli/dist/serve.js';
 
 const [count, ...args] = process.argv.slice(2);
 
@@ -36,6 +34,9 @@ if (cluster.isPrimary) {
 } else {
   // The same V8 setting as packages/cli/src/bin.ts (see there why).
   setFlagsFromString('--no-incremental-marking');
+  // Loaded in workers only: the primary just hands out connections and stays small.
+  const { parseServeConfig } = await import('../packages/cli/dist/config.js');
+  const { serve } = await import('../packages/cli/dist/serve.js');
   const running = await serve(parseServeConfig(args));
   process.send('listening');
   const stop = () => running.close().then(() => process.exit(0), () => process.exit(1));

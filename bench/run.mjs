@@ -62,7 +62,9 @@ async function main() {
         const cpuBefore = await cpuSeconds(server.pids());
         const { mbps, blobs } = await pushRun(server.base, REPO, { size, concurrency, chunkSize: chunk });
         const cpu = (await cpuSeconds(server.pids())) - cpuBefore;
-        record(server.kind, 'peakRss', (await sampler.stop()) / 1e6);
+        const memory = await sampler.stop();
+        record(server.kind, 'peakRss', memory.total / 1e6);
+        record(server.kind, 'peakRssProcess', memory.largest / 1e6);
         record(server.kind, key, mbps);
         record(server.kind, `${key}Cpu`, cpu / ((size * concurrency) / 2 ** 30));
         if (!chunk) pushed.get(server).push(blobs);
@@ -111,7 +113,7 @@ async function main() {
       'Berth: `node packages/cli/dist/bin.js serve --log-level silent` (fs blobs with fsync on commit + SQLite); cluster: `bench/cluster.mjs`, node:cluster with 2 workers on one port sharing the data dir and SQLite.',
       'Distribution: `docker-registry serve` with filesystem storage, `log.level: error`, access log disabled (neither side logs per request).',
       'Throughput: one undici keep-alive connection per concurrent transfer; pushes stream a pseudo-random blob (no 256 MiB buffers), pulls hash every byte and compare the digest.',
-      'Request rates: keep-alive, one request in flight per connection; manifest GET by tag (Docker schema2, 1 layer) with autocannon; blob HEAD of a 1 MiB layer with bench/head.mjs (autocannon waits for a HEAD body that never comes). Medians over rounds; peak RSS is the maximum of summed VmRSS (primary + workers for the cluster) sampled every 20 ms during push runs.',
+      'Request rates: keep-alive, one request in flight per connection; manifest GET by tag (Docker schema2, 1 layer) with autocannon; blob HEAD of a 1 MiB layer with bench/head.mjs (autocannon waits for a HEAD body that never comes). Medians over rounds; peak RSS is the maximum of VmRSS sampled every 20 ms during push runs, summed over the cluster processes (primary + 2 workers) in one row and per process in the next.',
       'The load generator shares the 2 cores with the servers; Distribution (Go) and the cluster use both cores, a single Berth process one.',
     ];
     await mkdir(new URL('results/', import.meta.url), { recursive: true });

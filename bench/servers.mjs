@@ -125,19 +125,22 @@ async function rss(pid) {
  */
 export function sampleRss(pids, intervalMs = 20) {
   let peak = 0;
+  let largest = 0;
   let running = true;
   const loop = (async () => {
     while (running) {
       const values = await Promise.all(pids().map(rss));
       peak = Math.max(peak, values.reduce((a, b) => a + b, 0));
+      largest = Math.max(largest, ...values);
       await new Promise((r) => setTimeout(r, intervalMs));
     }
   })();
   return {
+    /** { total: peak of the sum, largest: peak of any one process } in bytes. */
     async stop() {
       running = false;
       await loop;
-      return peak;
+      return { total: peak, largest };
     },
   };
 }
