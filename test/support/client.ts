@@ -34,7 +34,7 @@ export function rawRequest(base: string, path: string, init: RawRequest = {}): P
   const { hostname, port } = new URL(base);
   const headers: Record<string, string | number> = { ...init.headers };
   const chunks = Array.isArray(init.body) ? init.body : undefined;
-  const single = chunks ? undefined : init.body === undefined ? undefined : Buffer.from(init.body);
+  const single = chunks || init.body === undefined ? undefined : typeof init.body === 'string' ? Buffer.from(init.body) : (init.body as Buffer);
   if (single && headers['Content-Length'] === undefined) headers['Content-Length'] = single.length;
   if (chunks) headers['Transfer-Encoding'] = 'chunked';
   return new Promise((resolve, reject) => {

@@ -142,7 +142,7 @@ describe('tokenAuth hooks', () => {
   it('rejects expired, foreign, mis-addressed and malformed tokens as invalid_token', async () => {
     const { hooks, privateKey } = setup();
     const kid = resolveKey({ key: privateKey }).kid;
-    const sign = (claims: Record<string, unknown>, key = privateKey, header: Record<string, string> = { alg: 'ES256', kid }) =>
+    const sign = (claims: Record<string, unknown>, key = privateKey, header: { alg: string; kid: string } = { alg: 'ES256', kid }) =>
       new SignJWT({ access: [{ type: 'repository', name: 'acme/app', actions: ['pull'] }], ...claims }).setProtectedHeader(header).sign(key);
     const now = Math.floor(Date.now() / 1000);
     const good = { iss: 'berth-issuer', aud: 'berth.test', sub: 'alice', iat: now, exp: now + 60 };
@@ -164,7 +164,7 @@ describe('tokenAuth hooks', () => {
       'two tokens': 'Bearer a b',
     };
     for (const [name, value] of Object.entries(cases)) {
-      await assert.rejects(authenticate(hooks, value), (e: OciError) => e.code === 'UNAUTHORIZED' && (e as { reason?: string }).reason === 'invalid_token', name);
+      await assert.rejects(authenticate(hooks, value) as Promise<unknown>, (e: OciError) => e.code === 'UNAUTHORIZED' && (e as { reason?: string }).reason === 'invalid_token', name);
     }
   });
 
@@ -181,7 +181,7 @@ describe('tokenAuth hooks', () => {
     assert.ok((await authenticate(both, `Bearer ${oldToken}`)) instanceof TokenPrincipal);
     assert.ok((await authenticate(both, `Bearer ${newToken}`)) instanceof TokenPrincipal);
     const rotated = tokenAuth({ realm: 'r', service: 's', issuer: 'i', keys: [{ key: createPublicKey(newKey) }] });
-    await assert.rejects(authenticate(rotated, `Bearer ${oldToken}`), /token key/);
+    await assert.rejects(authenticate(rotated, `Bearer ${oldToken}`) as Promise<unknown>, /token key/);
     assert.ok((await authenticate(rotated, `Bearer ${newToken}`)) instanceof TokenPrincipal);
   });
 
