@@ -357,8 +357,11 @@ export class FsBlobStore implements BlobStore {
   }
 }
 
-/** Bytes written between two background flushes of an upload. */
-const FLUSH_EVERY = 16 * MiB;
+/**
+ * Bytes written between two background flushes of an upload. Small enough that an 8 MiB PATCH
+ * flushes too (fdatasync covers the whole file, so each PATCH also flushes the previous one's tail).
+ */
+const FLUSH_EVERY = 4 * MiB;
 
 /**
  * While an append streams, hand what was written so far to the disk in the background
