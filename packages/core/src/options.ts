@@ -28,10 +28,11 @@ export interface RegistryOptions extends AuthHooks {
   /** Largest number of `?tag=` values on one manifest PUT. Default 100. */
   maxTagsPerPush?: number;
   /**
-   * How long this process may serve a tag or manifest from memory (ms). Writes through the same
-   * process invalidate at once; another replica's writes show within this window. Default 1000; 0 disables.
+   * How long this process may serve a tag, a manifest or a blob link from memory (ms). Writes
+   * through the same process invalidate at once; another replica's tag moves and deletes show
+   * within this window. Default 1000; 0 disables.
    */
-  manifestCacheTtlMs?: number;
+  readCacheTtlMs?: number;
 }
 
 export type ResolvedOptions = Required<Omit<RegistryOptions, keyof AuthHooks>> & AuthHooks;
@@ -50,7 +51,7 @@ export function resolveOptions(options: RegistryOptions): ResolvedOptions {
     uploadTtlMs: 24 * 60 * 60 * 1000,
     redirectBlobs: false,
     maxTagsPerPush: 100,
-    manifestCacheTtlMs: 1000,
+    readCacheTtlMs: 1000,
     ...stripUndefined(options),
   } as ResolvedOptions;
 }

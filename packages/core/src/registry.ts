@@ -11,7 +11,7 @@ import { listReferrers } from './handlers/referrers.js';
 import { listTags } from './handlers/tags.js';
 import { cancelUpload, getUploadStatus, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
 import type { BerthHandler, BerthRequest, BerthResponse } from './http.js';
-import { ManifestCache } from './manifest-cache.js';
+import { ReadCache } from './read-cache.js';
 import { resolveOptions, type RegistryOptions } from './options.js';
 import { UnavailableError } from './ports/errors.js';
 import { parseRoute, splitUrl, type RouteName } from './routes.js';
@@ -46,7 +46,7 @@ export function createRegistry(input: RegistryOptions): Registry {
   const options = resolveOptions(input);
   const events = new RegistryEventEmitter();
   const uploads = new UploadSessions(options.blobs, options.metadata, events, options.uploadLeaseMs);
-  const manifests = new ManifestCache(options.metadata, options.manifestCacheTtlMs);
+  const cache = new ReadCache(options.metadata, options.readCacheTtlMs);
   const access = new AccessControl(options);
 
   async function dispatch(request: BerthRequest): Promise<BerthResponse | undefined> {
@@ -69,7 +69,7 @@ export function createRegistry(input: RegistryOptions): Registry {
       principal,
       options,
       uploads,
-      manifests,
+      cache,
       events,
       can: (act, repository) => access.can(principal, act, repository),
       sameTenant: (a, b) => access.sameTenant(a, b),

@@ -8,7 +8,7 @@ import { assertEnabled, requestHeader, respond, type Context } from './context.j
 export async function getBlob(ctx: Context) {
   const { repository, reference } = ctx.route;
   const digest = parseDigest(reference).digest;
-  const blob = await ctx.manifests.getBlob(repository, digest);
+  const blob = await ctx.cache.getBlob(repository, digest);
   if (!blob) throw new OciError('BLOB_UNKNOWN', { detail: { digest } });
 
   const head = ctx.request.method === 'HEAD';
@@ -61,7 +61,7 @@ export async function deleteBlob(ctx: Context) {
   if (!(await ctx.options.metadata.unlinkBlob(repository, digest))) {
     throw new OciError('BLOB_UNKNOWN', { detail: { digest } });
   }
-  ctx.manifests.forgetBlob(repository, digest);
+  ctx.cache.forgetBlob(repository, digest);
   ctx.events.emit('blob.deleted', { repository, digest });
   return respond(202, { 'Docker-Content-Digest': digest, 'Content-Length': '0' });
 }

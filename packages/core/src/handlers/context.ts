@@ -6,7 +6,7 @@ import { header, type BerthRequest, type BerthResponse } from '../http.js';
 import type { ResolvedOptions } from '../options.js';
 import type { Route } from '../routes.js';
 import type { UploadSessions } from '../uploads.js';
-import type { ManifestCache } from '../manifest-cache.js';
+import type { ReadCache } from '../read-cache.js';
 
 /** Everything a handler needs for one request. */
 export interface Context {
@@ -16,7 +16,7 @@ export interface Context {
   principal: Principal | undefined;
   options: ResolvedOptions;
   uploads: UploadSessions;
-  manifests: ManifestCache;
+  cache: ReadCache;
   events: RegistryEventEmitter;
   /** Whether the caller may perform `action` on another repository (mount source, catalog). */
   can(action: Action, repository: string): Promise<boolean>;

@@ -58,7 +58,7 @@ export async function putManifest(ctx: Context) {
     children: parsed.children,
   };
   await metadata.putManifest(record, tags);
-  ctx.manifests.invalidate(repository);
+  ctx.cache.invalidate(repository);
   ctx.events.emit('manifest.pushed', { repository, digest, mediaType: parsed.mediaType, size: content.length, tags, subject: record.subject });
   for (const tag of tags) ctx.events.emit('tag.updated', { repository, tag, digest });
 
@@ -81,13 +81,13 @@ export async function deleteManifest(ctx: Context) {
   if (reference.includes(':')) {
     const digest = parseDigest(reference).digest;
     if (!(await metadata.deleteManifest(repository, digest))) throw new OciError('MANIFEST_UNKNOWN', { detail: { digest } });
-    ctx.manifests.invalidate(repository);
+    ctx.cache.invalidate(repository);
     ctx.events.emit('manifest.deleted', { repository, digest });
   } else {
     if (!isTag(reference) || !(await metadata.deleteTag(repository, reference))) {
       throw new OciError('MANIFEST_UNKNOWN', { detail: { tag: reference } });
     }
-    ctx.manifests.invalidate(repository);
+    ctx.cache.invalidate(repository);
     ctx.events.emit('tag.deleted', { repository, tag: reference });
   }
   return respond(202, { 'Content-Length': '0' });
@@ -98,8 +98,8 @@ async function findManifest(ctx: Context): Promise<ManifestRecord> {
   const { repository, reference } = ctx.route;
   let digest: string | undefined;
   if (reference.includes(':')) digest = isDigest(reference) ? reference : undefined;
-  else if (isTag(reference)) digest = await ctx.manifests.resolveTag(repository, reference);
-  const manifest = digest && (await ctx.manifests.getManifest(repository, digest));
+  else if (isTag(reference)) digest = await ctx.cache.resolveTag(repository, reference);
+  const manifest = digest && (await ctx.cache.getManifest(repository, digest));
   if (!manifest) throw new OciError('MANIFEST_UNKNOWN', { detail: { reference } });
   return manifest;
 }

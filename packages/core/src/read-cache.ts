@@ -12,7 +12,7 @@ interface Entry<T> {
  * most `ttlMs` (the price of keeping the database off the hot path; set 0 to disable). Misses are
  * never cached, so anything just pushed (on any replica) is visible at once.
  */
-export class ManifestCache {
+export class ReadCache {
   private readonly tags = new Map<string, Entry<string>>();
   private readonly manifests = new Map<string, Entry<ManifestRecord>>();
   private readonly blobs = new Map<string, Entry<{ size: number }>>();
