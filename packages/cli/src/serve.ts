@@ -39,7 +39,7 @@ export async function serve(config: ServeConfig): Promise<RunningServer> {
     uploadLeaseMs: config.uploadLeaseMs,
     redirectBlobs: config.s3?.redirect,
   });
-  registry.events.on('error', ({ error, method, url }) => log.error({ err: error, method, url }, 'request failed'));
+  registry.events.on('request.failed', ({ error, method, url }) => log.error({ err: error, method, url }, 'request failed'));
 
   const app = new Koa();
   app.use(async (ctx, next) => {

@@ -11,7 +11,7 @@ export interface RegistryEvents {
   'blob.deleted': [{ repository: string; digest: string }];
   'upload.aborted': [{ repository: string; id: string; reason: 'cancelled' | 'expired' | 'digest-mismatch' }];
   /** A failure that became a 500 or 503: the host logs it; the client saw no internals. */
-  error: [{ error: unknown; method: string; url: string }];
+  'request.failed': [{ error: unknown; method: string; url: string }];
 }
 
 export class RegistryEventEmitter extends EventEmitter<RegistryEvents> {}

@@ -113,10 +113,10 @@ export function renderError(error: unknown, request: BerthRequest, events: Regis
   if (error instanceof OciErrors) errors = error.errors;
   else if (error instanceof OciError) errors = [error];
   else if (error instanceof UnavailableError) {
-    events.emit('error', { error, method: request.method, url: request.url });
+    events.emit('request.failed', { error, method: request.method, url: request.url });
     errors = [new OciError('UNAVAILABLE', { headers: { 'Retry-After': '5' } })];
   } else {
-    events.emit('error', { error, method: request.method, url: request.url });
+    events.emit('request.failed', { error, method: request.method, url: request.url });
     errors = [new OciError('UNKNOWN', { message: ERROR_CODES.UNKNOWN.message })];
   }
   const first = errors[0];
