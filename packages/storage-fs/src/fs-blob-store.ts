@@ -53,7 +53,12 @@ export interface FsBlobStoreOptions {
   fsync?: boolean;
   /** Buffer size of the write stream of an append, in bytes (default 1 MiB): fewer, larger writes. */
   writeHighWaterMark?: number;
-  /** Chunk size of blob read streams, in bytes (default 1 MiB). */
+  /**
+   * Chunk size of blob read streams, in bytes (default 256 KiB). Measured with `pnpm bench`
+   * (4 × 256 MiB pulls): 256 KiB used the least server CPU per GiB (~1.0 s) and was fastest, single
+   * process and 2-process cluster alike; 64 and 128 KiB cost more syscalls, 1 and 4 MiB more GC
+   * and cache misses (4 MiB: 1.5 s/GiB).
+   */
   readHighWaterMark?: number;
 }
 
@@ -105,7 +110,7 @@ export class FsBlobStore implements BlobStore {
     this.#uploads = join(this.root, 'uploads');
     this.#fsync = options.fsync ?? true;
     this.#writeHighWaterMark = positiveInt(options.writeHighWaterMark, MiB, 'writeHighWaterMark');
-    this.#readHighWaterMark = positiveInt(options.readHighWaterMark, MiB, 'readHighWaterMark');
+    this.#readHighWaterMark = positiveInt(options.readHighWaterMark, 256 * 1024, 'readHighWaterMark');
   }
 
   async stat(digest: string): Promise<{ size: number } | undefined> {
