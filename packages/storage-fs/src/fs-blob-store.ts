@@ -208,6 +208,12 @@ export class FsBlobStore implements BlobStore {
       if (flusher) clearInterval(flusher);
     }
     await closed;
+    // What this append wrote since the last in-stream flush is still only in the page cache.
+    // Flush it in the background through a descriptor of its own, so the response does not
+    // wait and the commit's fsync finds little left: a PATCH shorter than the flusher's first
+    // tick (an 8 MiB chunk takes ~45 ms here) would otherwise leave the whole blob for the
+    // commit (~375 ms for 256 MiB pushed in 8 MiB chunks, ~10 ms with this).
+    if (this.#fsync && out.bytesWritten > 0) flushInBackground(path);
     return { state: {}, written: out.bytesWritten };
   }
 
@@ -393,6 +399,14 @@ function flushWhileWriting(handle: FileHandle, out: { bytesWritten: number }): N
   }, 50);
   timer.unref();
   return timer;
+}
+
+/** fdatasync `path` without anyone waiting for it; it only saves a later fsync work. */
+function flushInBackground(path: string): void {
+  open(path, 'r+').then(
+    (handle) => handle.datasync().finally(() => handle.close()).catch(() => {}),
+    () => {}, // gone already (committed or aborted): nothing left to flush
+  );
 }
 
 function positiveInt(value: number | undefined, fallback: number, name: string): number {

@@ -3,7 +3,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
@@ -234,6 +234,37 @@ describe('FsBlobStore', () => {
       assert.ok((await readAll(await store.read(digest))).equals(content), 'round trip');
     } finally {
       await cleanup();
+    }
+  });
+
+  test('an append is handed to the disk in the background as soon as it ends', async (t) => {
+    // Spy on every fdatasync the store issues (FileHandle is not exported; take it from a handle).
+    const probe = await open(tmpdir(), 'r');
+    const proto = Object.getPrototypeOf(probe) as { datasync(): Promise<void> };
+    await probe.close();
+    const original = proto.datasync;
+    let datasyncs = 0;
+    t.mock.method(proto, 'datasync', function (this: unknown) {
+      datasyncs++;
+      return original.call(this);
+    });
+    for (const fsync of [false, true]) {
+      const { store, cleanup } = await setup({ fsync });
+      try {
+        datasyncs = 0;
+        const id = randomUUID();
+        await store.createUpload(id);
+        // One short chunk, as a PATCH of a chunked push: done long before any periodic flush.
+        await store.appendUpload(id, {}, 0, Readable.from([randomBytes(MiB)]), MiB);
+        const deadline = Date.now() + 2000;
+        while (fsync && datasyncs === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+        await new Promise((r) => setTimeout(r, 50));
+        if (fsync) assert.ok(datasyncs >= 1, 'the chunk was flushed without waiting for the commit');
+        else assert.equal(datasyncs, 0, 'fsync: false never flushes');
+        await store.abortUpload(id, {});
+      } finally {
+        await cleanup();
+      }
     }
   });
 
