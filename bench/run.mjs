@@ -8,6 +8,7 @@
 // Options: --scenarios push,chunked,pull,requests  --rounds 3  --blob-mib 256  --concurrency 4  --chunk-mib 8  --seconds 8
 //          --connections 64  --servers berth,distribution,cluster  --profile  --out <file>|-
 // --profile starts Berth with --cpu-prof and leaves .cpuprofile files in bench/profiles/.
+import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -47,38 +48,63 @@ const servers = [];
 const samples = {};
 const record = (kind, key, value) => ((samples[kind] ??= {})[key] ??= []).push(value);
 const log = (message) => process.stderr.write(`${message}\n`);
+// Before every timed transfer: write back all dirty pages, so no server pays for the disk
+// writeback of the previous one's blobs (Distribution does not fsync; Berth fsyncs on commit).
+const settleDisk = () => execFileSync('sync');
+const GiB = 2 ** 30;
+
+/** One timed push of `concurrency` fresh blobs, recording throughput, CPU per GiB and peak RSS. */
+async function measuredPush(server, key, chunk, recorded) {
+  settleDisk();
+  const sampler = sampleRss(server.pids);
+  const cpuBefore = await cpuSeconds(server.pids());
+  const { mbps, blobs } = await pushRun(server.base, REPO, { size, concurrency, chunkSize: chunk });
+  const cpu = (await cpuSeconds(server.pids())) - cpuBefore;
+  const memory = await sampler.stop();
+  if (recorded) {
+    record(server.kind, 'peakRss', memory.total / 1e6);
+    record(server.kind, 'peakRssProcess', memory.largest / 1e6);
+    record(server.kind, key, mbps);
+    record(server.kind, `${key}Cpu`, cpu / ((size * concurrency) / GiB));
+    log(`${key} ${server.kind}: ${mbps.toFixed(0)} MiB/s`);
+  }
+  return blobs;
+}
+
+async function measuredPull(server, blobs) {
+  settleDisk();
+  const cpuBefore = await cpuSeconds(server.pids());
+  const { mbps } = await pullRun(server.base, REPO, blobs);
+  record(server.kind, 'pullCpu', ((await cpuSeconds(server.pids())) - cpuBefore) / ((size * concurrency) / GiB));
+  record(server.kind, 'pull', mbps);
+  log(`pull ${server.kind}: ${mbps.toFixed(0)} MiB/s`);
+}
 
 async function main() {
   for (const kind of kinds) servers.push(await startServer(kind, { profileDir: kind === 'distribution' ? undefined : profileDir }));
   log(`servers: ${servers.map((s) => `${s.kind} ${s.base}`).join(', ')}`);
 
-  // Pushes; the monolithic runs' blobs are pulled back later. RSS is sampled during every push.
-  const pushed = new Map(servers.map((s) => [s, []]));
-  const pushKinds = [['pushMono', 0, scenarios.has('push') || scenarios.has('pull')], ['pushChunked', chunkSize, scenarios.has('chunked')]];
-  for (const [key, chunk] of pushKinds.filter(([, , wanted]) => wanted)) {
-    for (let round = 0; round < rounds; round++) {
-      for (const server of servers) {
-        const sampler = sampleRss(server.pids);
-        const cpuBefore = await cpuSeconds(server.pids());
-        const { mbps, blobs } = await pushRun(server.base, REPO, { size, concurrency, chunkSize: chunk });
-        const cpu = (await cpuSeconds(server.pids())) - cpuBefore;
-        const memory = await sampler.stop();
-        record(server.kind, 'peakRss', memory.total / 1e6);
-        record(server.kind, 'peakRssProcess', memory.largest / 1e6);
-        record(server.kind, key, mbps);
-        record(server.kind, `${key}Cpu`, cpu / ((size * concurrency) / 2 ** 30));
-        if (!chunk) pushed.get(server).push(blobs);
-        log(`${key} round ${round + 1} ${server.kind}: ${mbps.toFixed(0)} MiB/s`);
-      }
-    }
+  // Each round: every server pushes (RSS sampled), pulls those blobs back while they are fresh,
+  // then the bench deletes its blob files (see dropBlobs in servers.mjs for why); then the same
+  // for chunked pushes.
+  // An untimed warm-up push and pull first: V8 compiles the hot path, Go grows its heap.
+  const wantsMono = scenarios.has('push') || scenarios.has('pull');
+  const transfers = scenarios.has('push') || scenarios.has('pull') || scenarios.has('chunked');
+  for (const server of transfers ? servers : []) {
+    const blobs = await measuredPush(server, 'pushMono', 0, false);
+    await pullRun(server.base, REPO, blobs);
+    await server.dropBlobs();
   }
-  for (let round = 0; round < rounds && scenarios.has('pull'); round++) {
-    for (const server of servers) {
-      const cpuBefore = await cpuSeconds(server.pids());
-      const { mbps } = await pullRun(server.base, REPO, pushed.get(server)[round]);
-      record(server.kind, 'pullCpu', ((await cpuSeconds(server.pids())) - cpuBefore) / ((size * concurrency) / 2 ** 30));
-      record(server.kind, 'pull', mbps);
-      log(`pull round ${round + 1} ${server.kind}: ${mbps.toFixed(0)} MiB/s`);
+  for (let round = 0; round < rounds; round++) {
+    log(`round ${round + 1}`);
+    for (const server of wantsMono ? servers : []) {
+      const blobs = await measuredPush(server, 'pushMono', 0, scenarios.has('push'));
+      if (scenarios.has('pull')) await measuredPull(server, blobs);
+      await server.dropBlobs();
+    }
+    for (const server of scenarios.has('chunked') ? servers : []) {
+      await measuredPush(server, 'pushChunked', chunkSize, true);
+      await server.dropBlobs();
     }
   }
 
