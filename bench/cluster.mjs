@@ -3,7 +3,11 @@
 // The primary only hands accepted connections to workers (round-robin); all protocol work is in
 // the workers. Usage: node bench/cluster.mjs <workers> <berth serve flags...>
 import cluster from 'node:cluster';
-import { setFlagsFromString } from 'node:v8';
+import { createRequire } from 'node:module';
+
+// The settings of the `berth` command (packages/cli/src/runtime.cts). In the primary it sets
+// UV_THREADPOOL_SIZE before the workers start (an ESM entry has started its own pool already).
+createRequire(import.meta.url)('../packages/cli/dist/runtime.cjs').tuneRuntime();
 
 const [count, ...args] = process.argv.slice(2);
 
@@ -32,8 +36,6 @@ if (cluster.isPrimary) {
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
 } else {
-  // The same V8 setting as packages/cli/src/bin.ts (see there why).
-  setFlagsFromString('--no-incremental-marking');
   // Loaded in workers only: the primary just hands out connections and stays small.
   const { parseServeConfig } = await import('../packages/cli/dist/config.js');
   const { serve } = await import('../packages/cli/dist/serve.js');

@@ -136,7 +136,7 @@ async function main() {
   if (opts.out !== '-') {
     const settings = `${rounds} rounds, ${concurrency} × ${opts['blob-mib']} MiB blobs, ${opts['chunk-mib']} MiB chunks, ${connections} connections × ${seconds} s (autocannon)`;
     const notes = [
-      'Berth: `node packages/cli/dist/bin.js serve --log-level silent` (fs blobs with fsync on commit + SQLite); cluster: `bench/cluster.mjs`, node:cluster with 2 workers on one port sharing the data dir and SQLite.',
+      'Berth: `node packages/cli/dist/bin.cjs serve --log-level silent` (fs blobs with fsync on commit + SQLite); cluster: `bench/cluster.mjs`, node:cluster with 2 workers on one port sharing the data dir and SQLite.',
       'Distribution: `docker-registry serve` with filesystem storage, `log.level: error`, access log disabled (neither side logs per request).',
       'Throughput: one undici keep-alive connection per concurrent transfer; pushes stream a pseudo-random blob (no 256 MiB buffers), pulls hash every byte and compare the digest.',
       'Request rates: keep-alive, one request in flight per connection; manifest GET by tag (Docker schema2, 1 layer) with autocannon; blob HEAD of a 1 MiB layer with bench/head.mjs (autocannon waits for a HEAD body that never comes). Medians over rounds; peak RSS is the maximum of VmRSS sampled every 20 ms during push runs, summed over the cluster processes (primary + 2 workers) in one row and per process in the next.',

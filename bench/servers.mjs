@@ -57,7 +57,7 @@ export async function startServer(kind, { workers = 2, profileDir } = {}) {
   // Where the server keeps blob bytes (Berth: FsBlobStore root under --data-dir).
   let blobDir = join(dir, 'blobs');
   if (kind === 'berth') {
-    proc = spawnServer(process.execPath, [...nodeFlags, 'packages/cli/dist/bin.js', 'serve', ...serveArgs]);
+    proc = spawnServer(process.execPath, [...nodeFlags, 'packages/cli/dist/bin.cjs', 'serve', ...serveArgs]);
     pids = () => [proc.child.pid];
   } else if (kind === 'cluster') {
     proc = spawnServer(process.execPath, [...nodeFlags, 'bench/cluster.mjs', String(workers), ...serveArgs]);

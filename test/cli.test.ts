@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -78,6 +78,25 @@ describe('two berth processes sharing one data directory and database', () => {
     const head = await rawRequest(b.url, '/v2/shared/img/manifests/v1', { method: 'HEAD' });
     assert.equal(head.status, 200);
     assert.equal(head.header('docker-content-digest'), digest);
+  });
+
+  it('serves with a 16-thread libuv pool, or the size the operator set', async () => {
+    // The installed command (dist/bin.cjs, built by `pnpm test`): under tsx the loader starts the
+    // pool before any of Berth runs. The pool starts all its threads at its first fs call.
+    const threads = async (pid: number) => (await readdir(`/proc/${pid}/task`)).length;
+    for (const [env, check] of [
+      [{}, (n: number) => n >= 17],
+      [{ UV_THREADPOOL_SIZE: '2' }, (n: number) => n < 16],
+    ] as const) {
+      const server = await spawnBerth(['--data-dir', dir], { UV_THREADPOOL_SIZE: undefined, ...env }, { built: true });
+      try {
+        assert.equal((await rawRequest(server.url, '/v2/shared/app/blobs/uploads/', { method: 'POST' })).status, 202);
+        const count = await threads(server.child.pid!);
+        assert.ok(check(count), `${count} threads with ${JSON.stringify(env)}`);
+      } finally {
+        await server.stop();
+      }
+    }
   });
 
   it('logs one line per request', async () => {

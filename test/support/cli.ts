@@ -12,13 +12,17 @@ export interface BerthProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Start `berth serve` from the TypeScript sources in a child process; resolves once it listens. */
-export function spawnBerth(args: string[], env: NodeJS.ProcessEnv = {}): Promise<BerthProcess> {
-  const child = spawn(
-    process.execPath,
-    ['--conditions=source', '--import', 'tsx', 'packages/cli/src/bin.ts', 'serve', '--port', '0', ...args],
-    { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+/**
+ * Start `berth serve` in a child process, from the TypeScript sources (or, with `built`, the
+ * compiled `dist/bin.cjs` exactly as installed); resolves once it listens.
+ */
+export function spawnBerth(args: string[], env: NodeJS.ProcessEnv = {}, { built = false } = {}): Promise<BerthProcess> {
+  const entry = built ? ['packages/cli/dist/bin.cjs'] : ['--conditions=source', '--import', 'tsx', 'packages/cli/src/bin.cts'];
+  const child = spawn(process.execPath, [...entry, 'serve', '--port', '0', ...args], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
