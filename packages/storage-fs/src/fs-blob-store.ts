@@ -41,6 +41,7 @@ import {
   type UploadState,
   type VerifyContent,
 } from '@berth/core';
+import { BlobReadStream } from './blob-read-stream.js';
 
 /** Options of {@link FsBlobStore}. */
 export interface FsBlobStoreOptions {
@@ -144,12 +145,8 @@ export class FsBlobStore implements BlobStore {
           throw new StoreError(`range ${range.start}-${range.end} outside blob ${digest} of ${size} bytes`, this.name);
         }
       }
-      // The stream owns the handle from here (autoClose): closed on end, error or destroy.
-      return handle.createReadStream({
-        start: range?.start ?? 0,
-        end: range?.end,
-        highWaterMark: this.#readHighWaterMark,
-      });
+      // The stream owns the handle from here: closed on end, error or destroy.
+      return new BlobReadStream(handle, range?.start ?? 0, range?.end ?? Infinity, this.#readHighWaterMark);
     } catch (err) {
       await handle.close();
       throw err instanceof StoreError ? err : this.#translate(err, `read ${digest}`);

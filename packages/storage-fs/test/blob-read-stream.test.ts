@@ -1,0 +1,110 @@
+// BlobReadStream: ranges, the end of the file, errors, descriptors, and when it reads synchronously.
+import { describe, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, readdir, rm, truncate, writeFile, type FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BlobReadStream } from '../src/blob-read-stream.js';
+
+const KiB = 1024;
+
+async function withFile(t: TestContext, content: Buffer): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-read-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 'blob');
+  await writeFile(path, content);
+  return path;
+}
+
+async function readAll(stream: BlobReadStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** Counts reads that went through the threadpool (FileHandle.read) while `work` runs. */
+async function threadpoolReads(t: TestContext, work: () => Promise<unknown>): Promise<number> {
+  const probe = await open(tmpdir(), 'r');
+  const proto = Object.getPrototypeOf(probe) as FileHandle;
+  await probe.close();
+  const original = proto.read;
+  let reads = 0;
+  const spy = t.mock.method(proto, 'read', function (this: FileHandle, ...args: Parameters<FileHandle['read']>) {
+    reads++;
+    return (original as (...a: unknown[]) => unknown).apply(this, args);
+  });
+  try {
+    await work();
+  } finally {
+    spy.mock.restore();
+  }
+  return reads;
+}
+
+const openFds = async () => (await readdir('/proc/self/fd')).length;
+
+describe('BlobReadStream', () => {
+  test('streams a whole file, or any inclusive range of it, in chunks of the given size', async (t) => {
+    const content = randomBytes(1000 * KiB + 7);
+    const path = await withFile(t, content);
+    assert.ok((await readAll(new BlobReadStream(await open(path), 0, Infinity, 64 * KiB))).equals(content));
+    for (const [start, end] of [[0, 0], [5, 64 * KiB], [64 * KiB, 128 * KiB - 1], [999 * KiB, content.length - 1]]) {
+      const stream = new BlobReadStream(await open(path), start, end, 64 * KiB);
+      const chunks: Buffer[] = [];
+      for await (const chunk of stream) chunks.push(chunk as Buffer);
+      assert.ok(Buffer.concat(chunks).equals(content.subarray(start, end + 1)), `range ${start}-${end}`);
+      assert.ok(chunks.every((c) => c.length <= 64 * KiB));
+    }
+  });
+
+  test('an empty file is an empty stream', async (t) => {
+    const path = await withFile(t, Buffer.alloc(0));
+    assert.equal((await readAll(new BlobReadStream(await open(path), 0, Infinity, 64 * KiB))).length, 0);
+  });
+
+  test('a file shorter than the range fails the stream instead of ending it early', async (t) => {
+    const path = await withFile(t, randomBytes(100 * KiB));
+    const stream = new BlobReadStream(await open(path), 0, 100 * KiB - 1, 16 * KiB);
+    await truncate(path, 50 * KiB);
+    await assert.rejects(readAll(stream), /file ended at byte 51200, before byte 102399/);
+  });
+
+  test('closes its descriptor when it ends, fails or is destroyed midway', async (t) => {
+    const path = await withFile(t, randomBytes(512 * KiB));
+    const before = await openFds();
+    await readAll(new BlobReadStream(await open(path), 0, Infinity, 64 * KiB));
+    const destroyed = new BlobReadStream(await open(path), 0, Infinity, 64 * KiB);
+    await new Promise((resolve) => destroyed.once('data', resolve));
+    destroyed.destroy();
+    await new Promise((resolve) => destroyed.once('close', resolve));
+    const failed = new BlobReadStream(await open(path), 0, 1024 * KiB, 64 * KiB);
+    await assert.rejects(readAll(failed));
+    assert.equal(await openFds(), before);
+  });
+
+  test('reads through the threadpool first, then synchronously while reads stay fast', async (t) => {
+    const content = randomBytes(640 * KiB);
+    const path = await withFile(t, content);
+    // 10 chunks of 64 KiB: one threadpool read, then cache hits read in place (~25 µs each).
+    let data: Buffer = Buffer.alloc(0);
+    const reads = await threadpoolReads(t, async () => {
+      data = await readAll(new BlobReadStream(await open(path), 0, Infinity, 64 * KiB, 1000));
+    });
+    assert.ok(data.equals(content));
+    assert.equal(reads, 1);
+  });
+
+  test('goes back to the threadpool for good after one slow synchronous read', async (t) => {
+    const content = randomBytes(640 * KiB);
+    const path = await withFile(t, content);
+    // Every read counts as slow: the first is asynchronous, the second synchronous (and slow), the
+    // remaining eight and the final end-of-file read asynchronous again.
+    let data: Buffer = Buffer.alloc(0);
+    const reads = await threadpoolReads(t, async () => {
+      data = await readAll(new BlobReadStream(await open(path), 0, Infinity, 64 * KiB, -1));
+    });
+    assert.ok(data.equals(content));
+    assert.equal(reads, 10);
+  });
+});
