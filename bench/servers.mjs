@@ -121,20 +121,23 @@ export async function startServer(kind, { workers = 2, profileDir } = {}) {
   };
 }
 
-/** Resident memory (bytes) of one process, 0 once it is gone. */
-async function rss(pid) {
+/** Resident memory of one process in bytes (all zero once it is gone): VmRSS and its parts. */
+async function memory(pid) {
   try {
     const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const match = /VmRSS:\s+(\d+) kB/.exec(status);
-    return match ? Number(match[1]) * 1024 : 0;
+    const kB = (field) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
+    return { rss: kB('VmRSS'), private: kB('RssAnon') + kB('RssShmem'), file: kB('RssFile') };
   } catch {
-    return 0;
+    return { rss: 0, private: 0, file: 0 };
   }
 }
 
 /**
- * Sample the summed RSS of `pids()` every `intervalMs` until `stop()` is called; resolves to the
- * peak. Summing covers the cluster (primary + workers) with the same code as one process.
+ * Sample the memory of `pids()` every `intervalMs` until `stop()` is called. `largest` is the
+ * peak VmRSS of any one process. `total` is the peak memory of all of them together: each
+ * one's anonymous memory, plus file-backed pages once, since processes running the same binary
+ * share them (the node binary is ~47 MB of every Node process's VmRSS; summing VmRSS would
+ * count it once per cluster process).
  */
 export function sampleRss(pids, intervalMs = 20) {
   let peak = 0;
@@ -142,14 +145,15 @@ export function sampleRss(pids, intervalMs = 20) {
   let running = true;
   const loop = (async () => {
     while (running) {
-      const values = await Promise.all(pids().map(rss));
-      peak = Math.max(peak, values.reduce((a, b) => a + b, 0));
-      largest = Math.max(largest, ...values);
+      const values = await Promise.all(pids().map(memory));
+      const sum = values.reduce((n, v) => n + v.private, 0) + Math.max(0, ...values.map((v) => v.file));
+      peak = Math.max(peak, sum);
+      largest = Math.max(largest, ...values.map((v) => v.rss));
       await new Promise((r) => setTimeout(r, intervalMs));
     }
   })();
   return {
-    /** { total: peak of the sum, largest: peak of any one process } in bytes. */
+    /** { total, largest } (see above) in bytes. */
     async stop() {
       running = false;
       await loop;
