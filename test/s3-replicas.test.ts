@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { parseServeConfig } from '@berth/cli';
 import { assertError, rawRequest, sha256, type RawResponse } from './support/client.js';
 import { spawnBerth, type BerthProcess } from './support/cli.js';
-import { createBucket, deleteBucket, listKeys, listPartSizes, listUploads, requireS3, s3Client, type S3Env } from './support/s3.js';
+import { createBucket, deleteBucket, listKeys, listPartSizes, listUploads, requireS3, s3Client, type S3TestEnv } from '@berth/storage-s3/testing';
 import { dropSchema, POSTGRES_URL } from './support/stores.js';
 
 const KiB = 1024;
@@ -46,7 +46,7 @@ describe('berth serve S3 settings', () => {
 const s3 = requireS3();
 if (s3) describeS3(s3);
 
-function describeS3(env: S3Env) {
+function describeS3(env: S3TestEnv) {
   describe('berth serve on S3 + Postgres', () => {
     const admin = s3Client(env);
     const schema = `berth_s3e2e_${randomBytes(5).toString('hex')}`;

@@ -35,7 +35,7 @@ const skips = {
 
 /**
  * The real-client suite (skopeo, podman, buildah) against one registry. `start` is the only thing
- * that differs between backends (embedded fs + SQLite today, S3 + Postgres later).
+ * that differs between backends (test/clients.test.ts: fs + SQLite; test/clients.s3-postgres.test.ts).
  */
 export function describeClients(name: string, start: () => Promise<RegistryUnderTest>): void {
   describe(`real clients against ${name}`, { timeout: 120_000 }, () => {

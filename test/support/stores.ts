@@ -7,7 +7,7 @@ import type { BlobStore, MetadataStore } from '@berth/core';
 import { FsBlobStore } from '@berth/storage-fs';
 import { createSqlMetadataStore } from '@berth/metadata-sql';
 import { S3BlobStore } from '@berth/storage-s3';
-import { createBucket, deleteBucket, s3Client, s3EnvOrUndefined } from './s3.js';
+import { createBucket, deleteBucket, s3Client, s3TestEnv } from '@berth/storage-s3/testing';
 
 export const POSTGRES_URL = process.env.BERTH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -69,7 +69,7 @@ export async function dropSchema(schema: string): Promise<void> {
  * `destroy`) + Postgres metadata in a fresh schema. Needs S3_ENDPOINT (see `requireS3`).
  */
 export async function s3PostgresStores(): Promise<StoreSet> {
-  const env = s3EnvOrUndefined();
+  const env = s3TestEnv();
   if (!env) throw new Error('s3PostgresStores: S3_ENDPOINT is not set');
   const admin = s3Client(env);
   const bucket = await createBucket(admin, 'spec');

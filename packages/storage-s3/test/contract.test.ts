@@ -3,19 +3,19 @@ import { after, before } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { describeBlobStore } from '@berth/testkit';
-import { createBucket, emptyBucket, listKeys, listUploads, rawClient, s3Env, storeFor } from './s3-env.js';
+import { createBucket, deleteBucket, emptyBucket, listKeys, listUploads, requireS3, s3Client, storeFor } from './s3-env.js';
 
-const env = s3Env();
+const env = requireS3();
 
 if (env) {
   let client: S3Client;
   let bucket: string;
   before(async () => {
-    client = rawClient(env);
+    client = s3Client(env);
     bucket = await createBucket(client, 'contract');
   });
   after(async () => {
-    if (bucket) await emptyBucket(client, bucket);
+    if (bucket) await deleteBucket(client, bucket);
     client?.destroy();
   });
 
@@ -24,10 +24,10 @@ if (env) {
     const open = () => storeFor(env, bucket, { prefix, redirect: true });
     return {
       store: open(),
-      cleanup: () => emptyBucket(client, bucket, prefix, false),
+      cleanup: () => emptyBucket(client, bucket, prefix),
       // Open multipart uploads and staging objects: what an abandoned session would leave.
       listUploads: async () => [
-        ...(await listUploads(client, bucket, prefix)).map((u) => u.Key),
+        ...(await listUploads(client, bucket, prefix)).map((u) => u.key),
         ...(await listKeys(client, bucket, `${prefix}uploads/`)),
       ],
       reopen: async () => open(),

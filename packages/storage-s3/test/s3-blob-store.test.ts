@@ -9,19 +9,19 @@ import type { S3BlobStore, S3UploadState } from '../src/index.js';
 import {
   MiB,
   createBucket,
-  emptyBucket,
+  deleteBucket,
   generated,
   hashStream,
   listKeys,
   listUploads,
   newId,
-  rawClient,
-  s3Env,
+  s3Client,
+  requireS3,
   sha256,
   storeFor,
 } from './s3-env.js';
 
-const env = s3Env();
+const env = requireS3();
 
 if (env) {
   describe('S3BlobStore on a real S3', () => {
@@ -32,7 +32,7 @@ if (env) {
     let other: S3BlobStore;
 
     before(async () => {
-      client = rawClient(env);
+      client = s3Client(env);
       bucket = await createBucket(client, 'store');
       store = storeFor(env, bucket, { redirect: true });
       other = storeFor(env, bucket, { redirect: true });
@@ -41,7 +41,7 @@ if (env) {
     after(async () => {
       await store?.close();
       await other?.close();
-      if (bucket) await emptyBucket(client, bucket);
+      if (bucket) await deleteBucket(client, bucket);
       client?.destroy();
     });
 
@@ -74,7 +74,7 @@ if (env) {
       await assert.rejects(store.read(digest), NotFoundError);
       const leftovers = (await listKeys(client, bucket)).filter((k) => k.includes(id) || k.endsWith(digest.slice(7)));
       assert.deepEqual(leftovers, []);
-      assert.deepEqual((await listUploads(client, bucket)).filter((u) => u.Key.includes(id)), []);
+      assert.deepEqual((await listUploads(client, bucket)).filter((u) => u.key.includes(id)), []);
     }
 
     const cases: [string, number[], number][] = [
@@ -94,7 +94,7 @@ if (env) {
         // Every part but the last has exactly the part size; what is left was the tail.
         assert.ok(state.parts.every((p) => p.size === 5 * MiB));
         assert.deepEqual(await listKeys(client, bucket, `uploads/${id}/`), []);
-        assert.deepEqual((await listUploads(client, bucket)).filter((u) => u.Key.includes(id)), []);
+        assert.deepEqual((await listUploads(client, bucket)).filter((u) => u.key.includes(id)), []);
       });
     }
 
@@ -124,7 +124,7 @@ if (env) {
       state = result.state;
       await store.commitUpload(id, state, 0, empty);
       await assertReadable(empty, 0);
-      assert.deepEqual((await listUploads(client, bucket)).filter((u) => u.Key.includes(id)), []);
+      assert.deepEqual((await listUploads(client, bucket)).filter((u) => u.key.includes(id)), []);
     });
 
     for (const [label, size] of [['multipart', 7 * MiB], ['inline', 1024]] as const) {
@@ -159,7 +159,7 @@ if (env) {
     it('shows the open multipart upload and its growing parts, and no staging after commit', async () => {
       const id = newId();
       let state = (await store.createUpload(id)) as S3UploadState;
-      const mine = async () => (await listUploads(client, bucket)).filter((u) => u.Key === state.key);
+      const mine = async () => (await listUploads(client, bucket)).filter((u) => u.key === state.key);
       const parts = async () =>
         (await client.send(new ListPartsCommand({ Bucket: bucket, Key: state.key, UploadId: state.uploadId }))).Parts ?? [];
       assert.equal((await mine()).length, 1);
@@ -277,7 +277,7 @@ if (env) {
       assert.equal((await listKeys(client, bucket, `uploads/${id}/`)).length, 1);
       await store.abortUpload(id, state);
       assert.deepEqual(await listKeys(client, bucket, `uploads/${id}/`), []);
-      assert.deepEqual((await listUploads(client, bucket)).filter((u) => u.Key.includes(id)), []);
+      assert.deepEqual((await listUploads(client, bucket)).filter((u) => u.key.includes(id)), []);
       await store.abortUpload(id, state); // unknown now: not an error
       await assert.rejects(
         store.appendUpload(id, state, 6 * MiB, Readable.from([Buffer.from('late')])),
@@ -307,7 +307,7 @@ if (env) {
       assert.deepEqual(await swept.sweepUploads(1500), { aborted: 1, deleted: 2 });
       const left = await listUploads(client, bucket, 'sweep-test/');
       assert.equal(left.length, 1);
-      assert.ok(left[0].Key.includes(fresh));
+      assert.ok(left[0].key.includes(fresh));
       assert.deepEqual(await listKeys(client, bucket, 'sweep-test/uploads/'), []);
       // The main store's prefix is untouched by the prefixed sweeper, and vice versa.
       await swept.close();

@@ -1,95 +1,15 @@
-// Shared setup for the S3 tests: endpoint from the environment, a unique bucket per test file,
-// emptied and removed at the end. See the README's "Tests" section.
+// Helpers of this package's S3 tests: a store on the test endpoint, blob data and hashes. The
+// endpoint and bucket helpers are shared with test/ through `@berth/storage-s3/testing`.
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { test } from 'node:test';
-import {
-  AbortMultipartUploadCommand,
-  CreateBucketCommand,
-  DeleteBucketCommand,
-  DeleteObjectCommand,
-  ListMultipartUploadsCommand,
-  ListObjectsV2Command,
-  S3Client,
-} from '@aws-sdk/client-s3';
 import { S3BlobStore, type S3BlobStoreOptions } from '../src/index.js';
+import type { S3TestEnv } from '../src/testing.js';
+
+export { createBucket, deleteBucket, emptyBucket, listKeys, listUploads, requireS3, s3Client } from '../src/testing.js';
 
 export const MiB = 1024 * 1024;
 
-export interface S3Env {
-  endpoint: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-  region: string;
-}
-
-/**
- * The endpoint the tests use, or undefined after registering a skipped test (locally) or a failing
- * one (when `CI` is set: a missing S3 must never turn into a silent green run).
- */
-export function s3Env(): S3Env | undefined {
-  const endpoint = process.env.S3_ENDPOINT;
-  if (!endpoint) {
-    const hint = 'S3_ENDPOINT is not set; start a local S3 with eval "$(../shared/s3/start-rgw.sh)" (and export its variables)';
-    if (process.env.CI) test('S3 endpoint configured', () => assertFail(`${hint}; CI requires the S3 tests to run`));
-    else test('S3 tests', { skip: hint }, () => {});
-    return undefined;
-  }
-  return {
-    endpoint,
-    accessKeyId: process.env.S3_ACCESS_KEY ?? '',
-    secretAccessKey: process.env.S3_SECRET_KEY ?? '',
-    region: process.env.S3_REGION ?? 'us-east-1',
-  };
-}
-
-function assertFail(message: string): never {
-  throw new Error(message);
-}
-
-export function rawClient(env: S3Env): S3Client {
-  return new S3Client({
-    endpoint: env.endpoint,
-    region: env.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: env.accessKeyId, secretAccessKey: env.secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
-}
-
-export async function createBucket(client: S3Client, label: string): Promise<string> {
-  const bucket = `berth-${label}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
-  await client.send(new CreateBucketCommand({ Bucket: bucket }));
-  return bucket;
-}
-
-/** Abort every multipart upload and delete every object (under `prefix`), then the bucket if asked. */
-export async function emptyBucket(client: S3Client, bucket: string, prefix = '', removeBucket = true): Promise<void> {
-  for (const key of await listKeys(client, bucket, prefix))
-    await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
-  for (const u of await listUploads(client, bucket, prefix))
-    await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }));
-  if (removeBucket) await client.send(new DeleteBucketCommand({ Bucket: bucket }));
-}
-
-export async function listKeys(client: S3Client, bucket: string, prefix = ''): Promise<string[]> {
-  const keys: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-    for (const o of page.Contents ?? []) keys.push(o.Key!);
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  return keys;
-}
-
-export async function listUploads(client: S3Client, bucket: string, prefix = '') {
-  const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }));
-  return (page.Uploads ?? []).map((u) => ({ Key: u.Key!, UploadId: u.UploadId! }));
-}
-
-export function storeFor(env: S3Env, bucket: string, options: Partial<S3BlobStoreOptions> = {}): S3BlobStore {
+export function storeFor(env: S3TestEnv, bucket: string, options: Partial<S3BlobStoreOptions> = {}): S3BlobStore {
   return new S3BlobStore({
     bucket,
     endpoint: env.endpoint,

@@ -1,5 +1,6 @@
-// How the top-level S3 tests find their endpoint (see the README's Tests section), plus bucket
-// helpers. Locally a missing S3_ENDPOINT skips them with a message; in CI it fails the run.
+// `@berth/storage-s3/testing`: how Berth's S3 tests find an endpoint, and bucket helpers, shared
+// by this package's own tests and the cross-package suites in test/ (see the README, "Tests").
+// Not part of the store: nothing in src/ imports it.
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import {
@@ -13,7 +14,8 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 
-export interface S3Env {
+/** An S3 endpoint with credentials, from S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION. */
+export interface S3TestEnv {
   endpoint: string;
   accessKeyId: string;
   secretAccessKey: string;
@@ -21,7 +23,7 @@ export interface S3Env {
 }
 
 /** The S3 the tests use, from the environment; undefined when S3_ENDPOINT is unset. */
-export function s3EnvOrUndefined(): S3Env | undefined {
+export function s3TestEnv(): S3TestEnv | undefined {
   const endpoint = process.env.S3_ENDPOINT;
   if (!endpoint) return undefined;
   return {
@@ -34,10 +36,11 @@ export function s3EnvOrUndefined(): S3Env | undefined {
 
 /**
  * The S3 the tests use, or undefined after registering a skipped test (locally) or a failing one
- * (CI): a missing S3 must never turn into a silent green run. Call at the top of a test file.
+ * (when `CI` is set): a missing S3 must never turn into a silent green run. Call it at the top of
+ * a test file.
  */
-export function requireS3(): S3Env | undefined {
-  const env = s3EnvOrUndefined();
+export function requireS3(): S3TestEnv | undefined {
+  const env = s3TestEnv();
   if (env) return env;
   const hint = 'S3_ENDPOINT is not set; start a local S3 with: set -a; eval "$(../shared/s3/start-rgw.sh)"; set +a';
   if (process.env.CI) {
@@ -48,7 +51,8 @@ export function requireS3(): S3Env | undefined {
   return undefined;
 }
 
-export function s3Client(env: S3Env): S3Client {
+/** A client for setting up and inspecting buckets (path style, checksums only when required). */
+export function s3Client(env: S3TestEnv): S3Client {
   return new S3Client({
     endpoint: env.endpoint,
     region: env.region,
@@ -66,11 +70,17 @@ export async function createBucket(client: S3Client, label: string): Promise<str
   return bucket;
 }
 
-/** Abort every multipart upload, delete every object, then the bucket. */
-export async function deleteBucket(client: S3Client, bucket: string): Promise<void> {
-  for (const u of await listUploads(client, bucket))
+/** Abort every multipart upload and delete every object under `prefix`. */
+export async function emptyBucket(client: S3Client, bucket: string, prefix = ''): Promise<void> {
+  for (const u of await listUploads(client, bucket, prefix)) {
     await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.key, UploadId: u.uploadId }));
-  for (const key of await listKeys(client, bucket)) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+  }
+  for (const key of await listKeys(client, bucket, prefix)) await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+}
+
+/** Empty the bucket, then remove it. */
+export async function deleteBucket(client: S3Client, bucket: string): Promise<void> {
+  await emptyBucket(client, bucket);
   await client.send(new DeleteBucketCommand({ Bucket: bucket }));
 }
 
@@ -85,6 +95,7 @@ export async function listKeys(client: S3Client, bucket: string, prefix = ''): P
   return keys;
 }
 
+/** Multipart uploads in progress under `prefix`, every page of them. */
 export async function listUploads(client: S3Client, bucket: string, prefix = ''): Promise<{ key: string; uploadId: string }[]> {
   const uploads: { key: string; uploadId: string }[] = [];
   let keyMarker: string | undefined;
