@@ -53,7 +53,7 @@ export class SqlMetadataStore implements MetadataStore {
 
   /** Bring the schema up to date; safe to run from several processes at once. */
   async migrate(): Promise<void> {
-    await this.run(() => runMigrations(this.db, this.config.schema));
+    await this.run(() => runMigrations(this.db, this.config.dialect, this.config.schema));
   }
 
   // Repositories
