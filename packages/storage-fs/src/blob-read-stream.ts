@@ -2,8 +2,24 @@ import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 
-/** A read slower than this waited for the disk: 256 KiB from the page cache takes ~25 µs here. */
-const SLOW_READ_MS = 0.5;
+/**
+ * Backstop for storage whose reads the kernel does not count as block input (network
+ * filesystems): a synchronous read slower than this counts as one that waited. 256 KiB from the
+ * page cache takes ~25 µs here, but a thread on a busy 2-core VM can lose the CPU for a few ms
+ * mid-read, so wall time alone would send healthy streams to the threadpool.
+ */
+const SLOW_READ_MS = 20;
+
+export interface BlobReadStreamOptions {
+  /** Bytes per read (and per chunk pushed). */
+  chunkSize: number;
+  /** See SLOW_READ_MS. */
+  slowReadMs?: number;
+  /** Blocks this process has read from storage so far (getrusage's ru_inblock); for tests. */
+  blocksRead?: () => number;
+}
+
+const blocksReadByProcess = () => process.resourceUsage().fsRead;
 
 /**
  * Streams bytes `start..end` (inclusive; `end` Infinity: to the end of the file) of an open file
@@ -15,29 +31,36 @@ const SLOW_READ_MS = 0.5;
  * with 4 × 256 MiB pulls (3 GiB per sample): server CPU 0.43 -> 0.37 s per GiB, the same as
  * Distribution, and the 2-process cluster's pull from 0.94x to 0.99x of Distribution's.
  *
- * A synchronous read blocks the event loop, so it must never wait for the disk: the first read
+ * A synchronous read blocks the event loop, so it must not wait for the disk: the first read
  * goes through the threadpool (cold data, fresh pages); once it is back, the kernel's readahead
- * makes the following reads likely cache hits, done synchronously; the first that takes longer
- * than `slowReadMs` (default SLOW_READ_MS) sends the rest of the stream back to the threadpool.
- * A blob served from the disk therefore blocks the loop for at most one read.
+ * makes the following reads likely cache hits, done synchronously. The first synchronous read
+ * that the kernel had to fetch from storage (the process's block-input count moved during it)
+ * or that took longer than `slowReadMs` sends the rest of the stream back to the threadpool, so
+ * a blob served from the disk blocks the loop for at most one read.
  */
 export class BlobReadStream extends Readable {
   #position: number;
   #mode: 'first' | 'sync' | 'async' = 'first';
 
+  readonly #chunkSize: number;
+  readonly #slowReadMs: number;
+  readonly #blocksRead: () => number;
+
   constructor(
     private readonly handle: FileHandle,
     start: number,
     private readonly end: number,
-    private readonly chunkSize: number,
-    private readonly slowReadMs = SLOW_READ_MS,
+    options: BlobReadStreamOptions,
   ) {
-    super({ highWaterMark: chunkSize });
+    super({ highWaterMark: options.chunkSize });
     this.#position = start;
+    this.#chunkSize = options.chunkSize;
+    this.#slowReadMs = options.slowReadMs ?? SLOW_READ_MS;
+    this.#blocksRead = options.blocksRead ?? blocksReadByProcess;
   }
 
   override _read(): void {
-    const length = Math.min(this.chunkSize, this.end - this.#position + 1);
+    const length = Math.min(this.#chunkSize, this.end - this.#position + 1);
     if (length <= 0) {
       this.push(null);
       return;
@@ -45,6 +68,7 @@ export class BlobReadStream extends Readable {
     const buffer = Buffer.allocUnsafeSlow(length);
     if (this.#mode === 'sync') {
       const started = performance.now();
+      const blocks = this.#blocksRead();
       let bytesRead: number;
       try {
         bytesRead = readSync(this.handle.fd, buffer, 0, length, this.#position);
@@ -52,7 +76,7 @@ export class BlobReadStream extends Readable {
         this.destroy(err as Error);
         return;
       }
-      if (performance.now() - started > this.slowReadMs) this.#mode = 'async';
+      if (this.#blocksRead() !== blocks || performance.now() - started > this.#slowReadMs) this.#mode = 'async';
       this.#deliver(buffer, bytesRead);
       return;
     }

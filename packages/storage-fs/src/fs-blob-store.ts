@@ -146,7 +146,7 @@ export class FsBlobStore implements BlobStore {
         }
       }
       // The stream owns the handle from here: closed on end, error or destroy.
-      return new BlobReadStream(handle, range?.start ?? 0, range?.end ?? Infinity, this.#readHighWaterMark);
+      return new BlobReadStream(handle, range?.start ?? 0, range?.end ?? Infinity, { chunkSize: this.#readHighWaterMark });
     } catch (err) {
       await handle.close();
       throw err instanceof StoreError ? err : this.#translate(err, `read ${digest}`);
