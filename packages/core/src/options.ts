@@ -29,8 +29,9 @@ export interface RegistryOptions extends AuthHooks {
   maxTagsPerPush?: number;
   /**
    * How long this process may serve a tag, a manifest or a blob link from memory (ms). Writes
-   * through the same process invalidate at once; another replica's tag moves and deletes show
-   * within this window. Default 1000; 0 disables.
+   * through the same process invalidate at once, and so do another replica's tag moves and
+   * deletes when the metadata store offers `changeVersion()`; without it they show within this
+   * window. Default 1000; 0 disables.
    */
   readCacheTtlMs?: number;
 }

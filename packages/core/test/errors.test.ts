@@ -6,10 +6,11 @@ import { UnavailableError } from '../src/ports/errors.js';
 import type { BlobStore } from '../src/ports/blob-store.js';
 import type { MetadataStore } from '../src/ports/metadata-store.js';
 
-/** A metadata store whose every call fails with `error`. */
+/** A metadata store whose every call fails with `error` (it offers no optional changeVersion). */
 function failingMetadata(error: Error): MetadataStore {
+  const absent = new Set<string | symbol>(['then', 'changeVersion']);
   return new Proxy({} as MetadataStore, {
-    get: (_target, name) => (name === 'name' ? 'failing' : name === 'then' ? undefined : async () => Promise.reject(error)),
+    get: (_target, name) => (name === 'name' ? 'failing' : absent.has(name) ? undefined : async () => Promise.reject(error)),
   });
 }
 

@@ -1,20 +1,29 @@
+import { createHash } from 'node:crypto';
+import { toStoreError } from './backend-errors.js';
+import { postgresChangeFeed, sqliteChangeFeed, type ChangeFeed } from './change-feed.js';
 import { connect } from './connect.js';
 import type { SqlMetadataStoreOptions } from './options.js';
 import { SqlMetadataStore } from './sql-metadata-store.js';
 
 /**
  * Open a metadata store: Postgres for a `postgres://` `url`, else the SQLite file `filename`
- * (directory created as needed). Runs the bundled migrations unless `migrate: false`.
+ * (directory created as needed). Runs the bundled migrations unless `migrate: false`, then
+ * follows other processes' changes (change-feed.ts) so replicas' read caches stay exact.
  */
 export async function createSqlMetadataStore(options: SqlMetadataStoreOptions = {}): Promise<SqlMetadataStore> {
   const { db, dialect, schema } = connect(options);
-  const store = new SqlMetadataStore(db, { dialect, schema });
-  if (options.migrate === false) return store;
+  let changes: ChangeFeed;
   try {
-    await store.migrate();
+    if (options.migrate !== false) await new SqlMetadataStore(db, { dialect, schema }).migrate();
+    changes = dialect === 'postgres' ? await postgresChangeFeed(options.url!, changeChannel(schema)) : await sqliteChangeFeed(db);
   } catch (err) {
-    await store.close();
-    throw err;
+    await db.destroy().catch(() => undefined);
+    throw toStoreError(err, dialect);
   }
-  return store;
+  return new SqlMetadataStore(db, { dialect, schema, changes });
+}
+
+/** One NOTIFY channel per schema; hashed, as channel names stop at 63 bytes. */
+function changeChannel(schema = 'public'): string {
+  return `berth_changes_${createHash('sha256').update(schema).digest('hex').slice(0, 16)}`;
 }

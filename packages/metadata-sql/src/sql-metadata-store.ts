@@ -18,11 +18,13 @@
 // UPDATEs whose WHERE clause carries the expected state (offset, lease expiry, token) and whose
 // affected-row count says who won; no SELECT ... FOR UPDATE. Multi-statement writes run in one
 // transaction (BEGIN IMMEDIATE on SQLite, see sqlite-client.ts). Reads are single statements
-// outside transactions.
+// outside transactions. Writes that delete or move what readers cache (blob links, tags,
+// manifests) announce it to other processes (change-feed.ts), behind `changeVersion()`.
 import type { Knex } from 'knex';
 import type { ManifestRecord, MetadataStore, Page, ReferrerRecord, UploadRecord, UploadState } from '@berth/core';
 import { toStoreError } from './backend-errors.js';
 import { retryWhileBusy } from './busy-retry.js';
+import type { ChangeFeed } from './change-feed.js';
 import { runMigrations } from './migrate.js';
 import type { Dialect } from './options.js';
 import { manifestRow, toManifest, toReferrer, toUpload, type ReferrerRow, type UploadRow } from './rows.js';
@@ -34,10 +36,16 @@ export interface SqlMetadataStoreConfig {
   dialect: Dialect;
   /** Postgres schema the knex instance's search_path points at (created by `migrate`). */
   schema?: string;
+  /**
+   * How other processes' changes reach `changeVersion` (set by createSqlMetadataStore; without
+   * it the core's read cache relies on its TTL).
+   */
+  changes?: ChangeFeed;
 }
 
 export class SqlMetadataStore implements MetadataStore {
   readonly name: string;
+  readonly changeVersion?: () => number;
   private closed = false;
 
   /**
@@ -49,6 +57,8 @@ export class SqlMetadataStore implements MetadataStore {
     private readonly config: SqlMetadataStoreConfig,
   ) {
     this.name = config.dialect;
+    const { changes } = config;
+    if (changes) this.changeVersion = () => changes.version();
   }
 
   /** Bring the schema up to date; safe to run from several processes at once. */
@@ -84,8 +94,11 @@ export class SqlMetadataStore implements MetadataStore {
   }
 
   async unlinkBlob(repository: string, digest: string): Promise<boolean> {
-    const deleted = await this.run(() => this.db('blob_links').where({ repository, digest }).del());
-    return deleted > 0;
+    return this.write(async (trx) => {
+      const deleted = await trx('blob_links').where({ repository, digest }).del();
+      if (deleted > 0) await this.announce(trx);
+      return deleted > 0;
+    });
   }
 
   async listBlobRepositories(digest: string, page?: Page): Promise<string[]> {
@@ -119,6 +132,7 @@ export class SqlMetadataStore implements MetadataStore {
           .insert(names.map((name) => ({ repository, name, digest, updated_at: now })))
           .onConflict(['repository', 'name'])
           .merge(['digest', 'updated_at']);
+        await this.announce(trx); // a tag may have moved
       }
     });
   }
@@ -137,7 +151,9 @@ export class SqlMetadataStore implements MetadataStore {
       // Explicit rather than left to ON DELETE CASCADE, which SQLite only honours with the
       // foreign_keys pragma on (a knex instance handed to the constructor may not have it).
       await trx('tags').where({ repository, digest }).del();
-      return (await trx('manifests').where({ repository, digest }).del()) > 0;
+      const deleted = (await trx('manifests').where({ repository, digest }).del()) > 0;
+      if (deleted) await this.announce(trx);
+      return deleted;
     });
   }
 
@@ -147,8 +163,11 @@ export class SqlMetadataStore implements MetadataStore {
   }
 
   async deleteTag(repository: string, tag: string): Promise<boolean> {
-    const deleted = await this.run(() => this.db('tags').where({ repository, name: tag }).del());
-    return deleted > 0;
+    return this.write(async (trx) => {
+      const deleted = await trx('tags').where({ repository, name: tag }).del();
+      if (deleted > 0) await this.announce(trx);
+      return deleted > 0;
+    });
   }
 
   async listTags(repository: string, page?: Page): Promise<string[]> {
@@ -242,6 +261,7 @@ export class SqlMetadataStore implements MetadataStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.config.changes?.close();
     await this.db.destroy();
   }
 
@@ -257,6 +277,11 @@ export class SqlMetadataStore implements MetadataStore {
       for (const digest of found) present.add(digest);
     }
     return wanted.filter((digest) => !present.has(digest));
+  }
+
+  /** Let other processes' read caches know, on commit, that cached data was deleted or moved. */
+  private async announce(trx: Knex.Transaction): Promise<void> {
+    await this.config.changes?.announce(trx);
   }
 
   private write<T>(work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {

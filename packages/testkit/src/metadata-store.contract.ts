@@ -640,6 +640,40 @@ function describeSharedDatabase(factory: MetadataStoreFactory): void {
       assert.equal((await a.getUpload(id))?.offset, 7);
     });
 
+    it("report the other's deletes and tag moves through changeVersion", async (ctx) => {
+      const b = await second((m) => ctx.skip(m));
+      if (!b) return;
+      const a = t.store;
+      if (!a.changeVersion) {
+        ctx.skip('the store offers no changeVersion()');
+        return;
+      }
+      const version = a.changeVersion.bind(a);
+      /** `change` through the other store must show as a new version here, within 2 s. */
+      const shows = async (what: string, change: () => Promise<unknown>) => {
+        // First let earlier news settle (a store may also hear of its own writes), so only
+        // `change` can move the version.
+        for (let seen = version(); ; ) {
+          await sleep(50);
+          if (version() === seen) break;
+          seen = version();
+        }
+        const before = version();
+        await change();
+        for (const deadline = Date.now() + 2000; version() === before && Date.now() < deadline; ) await sleep(5);
+        assert.notEqual(version(), before, `${what} changes the version`);
+      };
+      const first = manifest('versions/r', 'first');
+      const later = manifest('versions/r', 'second');
+      await a.putManifest(first, ['latest', 'old']);
+      await a.putManifest(later, []);
+      await a.linkBlob('versions/r', fakeDigest('versioned'), 1);
+      await shows('moving a tag', () => b.putManifest(later, ['latest']));
+      await shows('deleting a tag', () => b.deleteTag('versions/r', 'old'));
+      await shows('deleting a manifest', () => b.deleteManifest('versions/r', first.digest));
+      await shows('unlinking a blob', () => b.unlinkBlob('versions/r', fakeDigest('versioned')));
+    });
+
     it('let exactly one claim win across stores', async (ctx) => {
       const b = await second((m) => ctx.skip(m));
       if (!b) return;

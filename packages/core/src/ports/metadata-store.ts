@@ -114,5 +114,14 @@ export interface MetadataStore {
   /** Sessions not updated since `updatedBefore` (epoch ms), for the sweeper. */
   listStaleUploads(updatedBefore: number, limit: number): Promise<UploadRecord[]>;
 
+  /**
+   * Optional, for the core's in-process read cache: a number that changes whenever another
+   * process (replica) may have deleted a blob link, moved or deleted a tag or deleted a manifest
+   * since it last changed. Called synchronously before every cached read, so it must be cheap.
+   * With it, replicas never serve each other's deleted or moved data from their caches; without
+   * it, cached entries live `readCacheTtlMs`.
+   */
+  changeVersion?(): number;
+
   close(): Promise<void>;
 }
