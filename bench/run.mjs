@@ -5,7 +5,7 @@
 // (A B C A B C ...), so slow drift (page cache, thermal, disk writeback) hits all of them alike.
 // Figures are medians over rounds; peak RSS is the maximum seen during the push runs.
 //
-// Options: --scenarios push,chunked,pull,requests  --rounds 3  --blob-mib 256  --concurrency 4  --chunk-mib 8  --seconds 8
+// Options: --scenarios push,chunked,pull,requests  --rounds 5  --blob-mib 256  --concurrency 4  --chunk-mib 8  --seconds 8
 //          --connections 64  --servers berth,distribution,cluster  --profile  --out <file>|-
 // --profile starts Berth with --cpu-prof and leaves .cpuprofile files in bench/profiles/.
 import { execFileSync } from 'node:child_process';
@@ -19,8 +19,10 @@ import { machine, markdown, printTable, summarize, tableRows } from './report.mj
 import { cpuSeconds, sampleRss, startServer } from './servers.mjs';
 
 const { values: opts } = parseArgs({
+  // `pnpm bench -- --rounds 5` hands the `--` through.
+  args: process.argv.slice(2).filter((arg, i) => !(i === 0 && arg === '--')),
   options: {
-    rounds: { type: 'string', default: '3' },
+    rounds: { type: 'string', default: '5' },
     'blob-mib': { type: 'string', default: '256' },
     concurrency: { type: 'string', default: '4' },
     'chunk-mib': { type: 'string', default: '8' },
