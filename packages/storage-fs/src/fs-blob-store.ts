@@ -55,10 +55,11 @@ export interface FsBlobStoreOptions {
   /** Buffer size of the write stream of an append, in bytes (default 1 MiB): fewer, larger writes. */
   writeHighWaterMark?: number;
   /**
-   * Chunk size of blob read streams, in bytes (default 256 KiB). Measured with `pnpm bench`
-   * (4 × 256 MiB pulls): 256 KiB used the least server CPU per GiB (~1.0 s) and was fastest, single
-   * process and 2-process cluster alike; 64 and 128 KiB cost more syscalls, 1 and 4 MiB more GC
-   * and cache misses (4 MiB: 1.5 s/GiB).
+   * Chunk size of blob read streams, in bytes (default 1 MiB). Measured with long pulls (4 × 256
+   * MiB, 3 GiB per sample, alternating with Distribution): since page-cache hits are read
+   * synchronously (BlobReadStream), 1 MiB beat 256 KiB by 2-7 % in one process and 5 % in the
+   * 2-process cluster, at the same CPU per GiB; 2 MiB gained nothing more. (Through the
+   * threadpool, 256 KiB had been best: a fresh large buffer per read cost more page faults.)
    */
   readHighWaterMark?: number;
 }
@@ -111,7 +112,7 @@ export class FsBlobStore implements BlobStore {
     this.#uploads = join(this.root, 'uploads');
     this.#fsync = options.fsync ?? true;
     this.#writeHighWaterMark = positiveInt(options.writeHighWaterMark, MiB, 'writeHighWaterMark');
-    this.#readHighWaterMark = positiveInt(options.readHighWaterMark, 256 * 1024, 'readHighWaterMark');
+    this.#readHighWaterMark = positiveInt(options.readHighWaterMark, MiB, 'readHighWaterMark');
   }
 
   async stat(digest: string): Promise<{ size: number } | undefined> {
