@@ -28,6 +28,7 @@ interface SqliteStatement {
 export async function sqliteChangeFeed(db: Knex): Promise<ChangeFeed> {
   const client = db.client as { acquireConnection(): Promise<unknown>; releaseConnection(c: unknown): Promise<void> };
   let statement: SqliteStatement | undefined;
+  let preparing: Promise<void> | undefined;
   let unknownVersion = 0;
   const prepare = async () => {
     const connection = (await client.acquireConnection()) as { prepare(sql: string): SqliteStatement };
@@ -41,13 +42,15 @@ export async function sqliteChangeFeed(db: Knex): Promise<ChangeFeed> {
   return {
     version() {
       try {
-        return Number(statement!.get());
+        if (statement) return Number(statement.get());
       } catch {
-        // The pool replaced its connection: no caching until a statement on the new one is ready.
-        statement = undefined;
-        prepare().catch(() => undefined);
-        return -++unknownVersion;
+        statement = undefined; // the pool replaced its connection
       }
+      // No caching until a statement on the current connection is ready.
+      preparing ??= prepare()
+        .catch(() => undefined)
+        .finally(() => (preparing = undefined));
+      return -++unknownVersion;
     },
     announce: async () => {},
     close: async () => {},

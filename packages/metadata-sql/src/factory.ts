@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { toStoreError } from './backend-errors.js';
 import { postgresChangeFeed, sqliteChangeFeed, type ChangeFeed } from './change-feed.js';
 import { connect } from './connect.js';
+import { runMigrations } from './migrate.js';
 import type { SqlMetadataStoreOptions } from './options.js';
 import { SqlMetadataStore } from './sql-metadata-store.js';
 
@@ -14,7 +15,7 @@ export async function createSqlMetadataStore(options: SqlMetadataStoreOptions = 
   const { db, dialect, schema } = connect(options);
   let changes: ChangeFeed;
   try {
-    if (options.migrate !== false) await new SqlMetadataStore(db, { dialect, schema }).migrate();
+    if (options.migrate !== false) await runMigrations(db, dialect, schema);
     changes = dialect === 'postgres' ? await postgresChangeFeed(options.url!, changeChannel(schema)) : await sqliteChangeFeed(db);
   } catch (err) {
     await db.destroy().catch(() => undefined);
