@@ -86,10 +86,10 @@ async function main() {
   for (const kind of kinds) servers.push(await startServer(kind, { profileDir: kind === 'distribution' ? undefined : profileDir }));
   log(`servers: ${servers.map((s) => `${s.kind} ${s.base}`).join(', ')}`);
 
-  // Each round: every server pushes (RSS sampled), pulls those blobs back while they are fresh,
-  // then the bench deletes its blob files (see dropBlobs in servers.mjs for why); then the same
-  // for chunked pushes.
-  // An untimed warm-up push and pull first: V8 compiles the hot path, Go grows its heap.
+  // An untimed warm-up push and pull first: V8 compiles the hot path, Go grows its heap. Then each
+  // round: every server pushes (RSS sampled) and pulls those blobs back while they are fresh, then
+  // the bench deletes its blob files (see dropBlobs in servers.mjs for why); the same for chunked
+  // pushes.
   const wantsMono = scenarios.has('push') || scenarios.has('pull');
   const transfers = scenarios.has('push') || scenarios.has('pull') || scenarios.has('chunked');
   for (const server of transfers ? servers : []) {
