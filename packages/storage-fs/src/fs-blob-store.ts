@@ -367,8 +367,9 @@ export class FsBlobStore implements BlobStore {
 }
 
 /**
- * Bytes written between two background flushes of an upload. Small enough that an 8 MiB PATCH
- * flushes too (fdatasync covers the whole file, so each PATCH also flushes the previous one's tail).
+ * Bytes written between two background flushes while a long append streams (a monolithic push, a
+ * big PATCH). Shorter appends, such as 8 MiB PATCHes that end before the first 50 ms tick, are
+ * flushed when they end instead (flushInBackground).
  */
 const FLUSH_EVERY = 4 * MiB;
 
