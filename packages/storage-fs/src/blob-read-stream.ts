@@ -1,6 +1,8 @@
-import { readSync } from 'node:fs';
+import { fstatSync, readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
+import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
+import { sendFileBody, zeroCopySocket } from '@berth/sendfile';
 
 /**
  * Backstop for storage whose reads the kernel does not count as block input (network
@@ -17,7 +19,12 @@ export interface BlobReadStreamOptions {
   slowReadMs?: number;
   /** Blocks this process has read from storage so far (getrusage's ru_inblock); for tests. */
   blocksRead?: () => number;
+  /** Piped straight into a Node http response, send the bytes with sendfile(2) (see pipe). */
+  zeroCopy?: boolean;
 }
+
+/** A client that went away mid-download is not a storage error. */
+const CLIENT_GONE = new Set(['ECANCELED', 'EPIPE', 'ECONNRESET']);
 
 const blocksReadByProcess = () => process.resourceUsage().fsRead;
 
@@ -40,11 +47,12 @@ const blocksReadByProcess = () => process.resourceUsage().fsRead;
  */
 export class BlobReadStream extends Readable {
   #position: number;
-  #mode: 'first' | 'sync' | 'async' = 'first';
+  #mode: 'first' | 'sync' | 'async' | 'sendfile' = 'first';
 
   readonly #chunkSize: number;
   readonly #slowReadMs: number;
   readonly #blocksRead: () => number;
+  readonly #zeroCopy: boolean;
 
   constructor(
     private readonly handle: FileHandle,
@@ -57,6 +65,48 @@ export class BlobReadStream extends Readable {
     this.#chunkSize = options.chunkSize;
     this.#slowReadMs = options.slowReadMs ?? SLOW_READ_MS;
     this.#blocksRead = options.blocksRead ?? blocksReadByProcess;
+    this.#zeroCopy = options.zeroCopy ?? false;
+  }
+
+  /**
+   * Piped, untouched, into a plain-TCP Node http response that declares exactly this many bytes
+   * (Koa 3 and the Express adapter hand the body to pipeline, which pipes), the bytes go from the
+   * page cache to the socket with sendfile(2) and never enter the process: pulls then cost ~0.1 s
+   * of server CPU per GiB instead of ~0.6 (the two copies, into a Buffer and into the socket, were
+   * half of it). Anything else streams as usual. When done the stream ends, as `pipeline` expects.
+   */
+  override pipe<T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T {
+    const untouched = this.#mode === 'first' && this.readableFlowing === null && this.readableLength === 0;
+    const length = untouched && this.#zeroCopy ? this.#remaining() : undefined;
+    const socket = length === undefined ? undefined : zeroCopySocket(destination, length);
+    if (!socket || length === undefined) return super.pipe(destination, options);
+    this.#mode = 'sendfile';
+    const response = destination as unknown as ServerResponse;
+    sendFileBody(response, socket, this.handle.fd, this.#position, length).then(
+      () => {
+        this.#position += length;
+        if (options?.end !== false) response.end();
+        this.push(null);
+        this.resume(); // 'end', for pipeline and autoDestroy
+      },
+      (err: NodeJS.ErrnoException) => {
+        // Part of the body may be out: the connection cannot carry another response.
+        response.destroy();
+        this.destroy(CLIENT_GONE.has(err.code ?? '') ? undefined : err);
+      },
+    );
+    return destination;
+  }
+
+  /** Bytes left to send, or undefined when the file is not what the range expects. */
+  #remaining(): number | undefined {
+    try {
+      const size = fstatSync(this.handle.fd).size;
+      const end = this.end === Infinity ? size - 1 : this.end;
+      return end < size ? end - this.#position + 1 : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   override _read(): void {

@@ -1,0 +1,84 @@
+import { createRequire } from 'node:module';
+import { constants } from 'node:os';
+import type { Socket } from 'node:net';
+import { ServerResponse } from 'node:http';
+
+/** The addon (native/sendfile.c): one transfer per start(), finished by its callback exactly once. */
+interface Addon {
+  start(socketFd: number, fileFd: number, offset: number, length: number, done: (error: NodeJS.ErrnoException | null, sent: number) => void): unknown;
+  cancel(transfer: unknown): void;
+}
+
+function loadAddon(): Addon | undefined {
+  try {
+    const addon = createRequire(import.meta.url)('../build/Release/sendfile.node') as Partial<Addon>;
+    // Built on a system without sendfile(2): the module loads but exports nothing.
+    return typeof addon.start === 'function' ? (addon as Addon) : undefined;
+  } catch {
+    return undefined; // not built (no compiler at install time)
+  }
+}
+
+const addon = loadAddon();
+
+/** Whether zero-copy transfers are possible in this process (the addon built, on Linux). */
+export const sendfileAvailable = addon !== undefined;
+
+const errnoNames = new Map(Object.entries(constants.errno).map(([name, value]) => [value, name]));
+
+/** The descriptor of a plain TCP (or Unix) socket; undefined for TLS, which must encrypt in process. */
+function descriptorOf(socket: Socket): number | undefined {
+  if ((socket as Socket & { encrypted?: boolean }).encrypted) return undefined;
+  const fd = (socket as Socket & { _handle?: { fd?: unknown } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/**
+ * Sends `length` bytes of `fileFd` from `offset` to `socket`'s connection with sendfile(2), so the
+ * bytes go from the page cache to the socket without passing through this process. Nothing else
+ * may write to the socket until it settles. Resolves when every byte is in the socket's buffer;
+ * rejects with an errno error (`code` EPIPE, ECONNRESET, ...; ECANCELED when the socket closed
+ * first). The caller may close `fileFd` at any time: the transfer uses its own duplicate.
+ */
+export function sendFile(socket: Socket, fileFd: number, offset: number, length: number): Promise<void> {
+  const socketFd = descriptorOf(socket);
+  if (!addon || socketFd === undefined) return Promise.reject(new Error('sendFile: no zero-copy path for this socket'));
+  const { start, cancel } = addon;
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    // Node closing its socket leaves the connection open through our duplicate: stop at once.
+    const onClose = () => settled || cancel(transfer);
+    const transfer = start(socketFd, fileFd, offset, length, (error) => {
+      settled = true;
+      socket.off('close', onClose);
+      if (!error) return resolve();
+      error.code = error.errno ? errnoNames.get(error.errno) : 'ERR_FILE_TOO_SHORT';
+      reject(error);
+    });
+    socket.once('close', onClose);
+  });
+}
+
+/**
+ * The socket a body of `length` bytes can be sent to with sendFile, or undefined when it must be
+ * streamed: not a Node http response, headers already out, not yet at the head of its keep-alive
+ * connection, HEAD, no exact Content-Length (chunked framing), TLS, or no addon.
+ */
+export function zeroCopySocket(destination: unknown, length: number): Socket | undefined {
+  if (!addon || !(destination instanceof ServerResponse)) return undefined;
+  const { socket, req } = destination;
+  if (!socket || destination.headersSent || destination.writableEnded || req.method === 'HEAD') return undefined;
+  if (Number(destination.getHeader('content-length')) !== length) return undefined;
+  return descriptorOf(socket) === undefined ? undefined : socket;
+}
+
+/**
+ * Writes `response`'s head, then its body from the file with sendFile (check zeroCopySocket
+ * first). The caller ends the response once this resolves.
+ */
+export async function sendFileBody(response: ServerResponse, socket: Socket, fileFd: number, offset: number, length: number): Promise<void> {
+  response.flushHeaders();
+  // The head goes out through Node's own write queue; the body must not overtake it.
+  await new Promise<void>((resolve, reject) => socket.write(Buffer.alloc(0), (error) => (error ? reject(error) : resolve())));
+  await sendFile(socket, fileFd, offset, length);
+}
