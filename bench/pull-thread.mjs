@@ -1,0 +1,20 @@
+// One thread of the pull load generator (see pullRun in load.mjs): opens one keep-alive
+// connection per blob it was given, and on 'go' pulls them all at once, hashing every byte.
+import { parentPort, workerData } from 'node:worker_threads';
+import { Client } from 'undici';
+import { pullVerified } from './load.mjs';
+
+const { base, repo, blobs } = workerData;
+const clients = blobs.map(() => new Client(base, { keepAliveTimeout: 30_000, bodyTimeout: 0, headersTimeout: 0 }));
+
+parentPort.once('message', async () => {
+  try {
+    await Promise.all(blobs.map((blob, i) => pullVerified(clients[i], repo, blob)));
+    parentPort.postMessage({ ok: true });
+  } catch (error) {
+    parentPort.postMessage({ ok: false, message: error.message });
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+  }
+});
+parentPort.postMessage('ready');
