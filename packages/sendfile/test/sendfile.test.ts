@@ -35,6 +35,8 @@ async function socketPair(t: TestContext): Promise<{ server: Socket; client: Soc
   const client = connect((listener.address() as AddressInfo).port, '127.0.0.1');
   const [server] = await accepted;
   await once(client, 'connect');
+  // Resets are part of some tests; the http server has its own handlers for them.
+  for (const socket of [server, client]) socket.on('error', () => undefined);
   t.after(() => {
     client.destroy();
     server.destroy();
