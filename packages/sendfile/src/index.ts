@@ -38,8 +38,14 @@ function descriptorOf(socket: Socket): number | undefined {
  * bytes go from the page cache to the socket without passing through this process. Nothing else
  * may write to the socket until it settles. Resolves when every byte is in the socket's buffer;
  * rejects with an errno error (`code` EPIPE, ECONNRESET, ...; ECANCELED when the socket closed
- * first). The caller may close `fileFd` at any time: the transfer uses its own duplicate.
+ * first; EINVAL or ENOSYS where the file's filesystem cannot splice) whose `sent` says how many
+ * bytes went out. The caller may close `fileFd` at any time: the transfer uses its own duplicate.
  */
+export interface SendFileError extends NodeJS.ErrnoException {
+  /** Bytes that reached the socket before the failure. */
+  sent: number;
+}
+
 export function sendFile(socket: Socket, fileFd: number, offset: number, length: number): Promise<void> {
   const socketFd = descriptorOf(socket);
   if (!addon || socketFd === undefined) return Promise.reject(new Error('sendFile: no zero-copy path for this socket'));
@@ -48,12 +54,12 @@ export function sendFile(socket: Socket, fileFd: number, offset: number, length:
     let settled = false;
     // Node closing its socket leaves the connection open through our duplicate: stop at once.
     const onClose = () => settled || cancel(transfer);
-    const transfer = start(socketFd, fileFd, offset, length, (error) => {
+    const transfer = start(socketFd, fileFd, offset, length, (error, sent) => {
       settled = true;
       socket.off('close', onClose);
       if (!error) return resolve();
       error.code = error.errno ? errnoNames.get(error.errno) : 'ERR_FILE_TOO_SHORT';
-      reject(error);
+      reject(Object.assign(error, { sent }));
     });
     socket.once('close', onClose);
   });

@@ -130,6 +130,16 @@ describe('sendFile', { skip: !sendfileAvailable && 'no sendfile(2) here' }, () =
     await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('connection stayed open')), 5000))]);
   });
 
+  test('a descriptor sendfile cannot read from fails with EINVAL before any byte went out', async (t) => {
+    const { server, client } = await socketPair(t);
+    client.resume();
+    // A directory cannot splice its pages into a socket, like files on filesystems without
+    // sendfile support (for which the fs store streams the body instead).
+    const dir = openSync(tmpdir(), 'r');
+    t.after(() => closeSync(dir));
+    await assert.rejects(sendFile(server, dir, 0, 10), { code: 'EINVAL', sent: 0 });
+  });
+
   test('a file shorter than the range fails with ERR_FILE_TOO_SHORT after what it had', async (t) => {
     const content = randomBytes(MiB);
     const fd = await fileWith(t, content);

@@ -2,7 +2,7 @@ import { fstatSync, readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import { sendFileBody, zeroCopySocket } from '@berth/sendfile';
+import { sendFileBody, zeroCopySocket, type SendFileError } from '@berth/sendfile';
 
 /**
  * Backstop for storage whose reads the kernel does not count as block input (network
@@ -25,6 +25,8 @@ export interface BlobReadStreamOptions {
 
 /** A client that went away mid-download is not a storage error. */
 const CLIENT_GONE = new Set(['ECANCELED', 'EPIPE', 'ECONNRESET']);
+/** sendfile(2) errors of a file whose filesystem cannot splice its pages into a socket. */
+const CANNOT_SPLICE = new Set(['EINVAL', 'ENOSYS', 'EOPNOTSUPP']);
 
 const blocksReadByProcess = () => process.resourceUsage().fsRead;
 
@@ -89,7 +91,13 @@ export class BlobReadStream extends Readable {
         this.push(null);
         this.resume(); // 'end', for pipeline and autoDestroy
       },
-      (err: NodeJS.ErrnoException) => {
+      (err: SendFileError) => {
+        if (err.sent === 0 && CANNOT_SPLICE.has(err.code ?? '') && !response.destroyed) {
+          // A filesystem without sendfile support: the head is out, the body streams instead.
+          this.#mode = 'first';
+          super.pipe(destination, options);
+          return;
+        }
         // Part of the body may be out: the connection cannot carry another response.
         response.destroy();
         this.destroy(CLIENT_GONE.has(err.code ?? '') ? undefined : err);

@@ -97,6 +97,30 @@ describe('BlobReadStream into an http response', { skip: !sendfileAvailable && '
     assert.ok(server.bytesThroughNode() > content.length);
   });
 
+  test('where sendfile cannot read the file, the body is read the ordinary way', async (t) => {
+    // A directory stands in for a filesystem without sendfile support: sendfile refuses it
+    // (EINVAL) before sending anything, and the ordinary read then fails with EISDIR.
+    const dir = await mkdtemp(join(tmpdir(), 'berth-zero-copy-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const handle = await open(dir, 'r');
+    const { size } = await handle.stat();
+    const stream = new BlobReadStream(handle, 0, Infinity, { chunkSize: MiB, zeroCopy: true });
+    const server = createServer((_req, res) => {
+      res.setHeader('content-length', String(size));
+      stream.pipe(res);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    t.after(() => {
+      server.closeAllConnections();
+      server.close();
+    });
+    const failed = once(stream, 'error');
+    get(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, (res) => res.resume()).on('error', () => undefined);
+    const [error] = (await failed) as [NodeJS.ErrnoException];
+    assert.equal(error.code, 'EISDIR');
+  });
+
   test('a client that disconnects mid-body ends the stream without an error', async (t) => {
     let served: ((stream: BlobReadStream) => void) | undefined;
     const streamed = new Promise<BlobReadStream>((resolve) => (served = resolve));
