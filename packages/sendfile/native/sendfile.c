@@ -33,7 +33,8 @@ typedef struct {
   int64_t remaining, sent;
   int error; // errno of the failure, FILE_ENDED, or 0
   atomic_int cancelled;
-  int waiting; // poll active
+  int waiting;  // poll active
+  int tearing;  // the environment (a worker thread, say) is shutting down
 } transfer_t;
 
 static void queue_step(transfer_t* t);
@@ -64,7 +65,10 @@ static void on_closed(uv_handle_t* handle) {
   free(t);
 }
 
+static void on_teardown(void* data);
+
 static void finish(napi_env env, transfer_t* t) {
+  if (!t->tearing) napi_remove_env_cleanup_hook(env, on_teardown, t);
   napi_value callback, global, argv[2];
   napi_get_reference_value(env, t->callback, &callback);
   napi_get_global(env, &global);
@@ -83,6 +87,21 @@ static void finish(napi_env env, transfer_t* t) {
   napi_delete_reference(env, t->callback);
   uv_close((uv_handle_t*)&t->poll, on_closed);
   napi_call_function(env, global, callback, 2, argv, NULL);
+}
+
+// The environment is going away with this transfer still open (a worker thread terminated
+// mid-download): its loop may not close with our poll handle open, so close it now. A step on
+// the threadpool finishes first, since Node drains outstanding work before it tears down.
+static void on_teardown(void* data) {
+  transfer_t* t = data;
+  t->tearing = 1;
+  atomic_store(&t->cancelled, 1);
+  if (t->waiting) {
+    uv_poll_stop(&t->poll);
+    t->waiting = 0;
+    napi_delete_reference(t->env, t->callback);
+    uv_close((uv_handle_t*)&t->poll, on_closed);
+  }
 }
 
 static void on_writable(uv_poll_t* poll, int status, int events) {
@@ -168,6 +187,7 @@ static napi_value start(napi_env env, napi_callback_info info) {
   }
   t->poll.data = t;
   napi_create_reference(env, argv[4], 1, &t->callback);
+  napi_add_env_cleanup_hook(env, on_teardown, t);
   queue_step(t);
   napi_value handle;
   napi_create_external(env, t, NULL, NULL, &handle);

@@ -9,6 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, request, type ServerResponse } from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { sendFile, sendfileAvailable, zeroCopySocket } from '../src/index.js';
 
@@ -138,6 +139,23 @@ describe('sendFile', { skip: !sendfileAvailable && 'no sendfile(2) here' }, () =
     const dir = openSync(tmpdir(), 'r');
     t.after(() => closeSync(dir));
     await assert.rejects(sendFile(server, dir, 0, 10), { code: 'EINVAL', sent: 0 });
+  });
+
+  test('a worker thread terminated mid-transfer shuts down cleanly and closes the connection', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'berth-sendfile-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'file');
+    await writeFile(path, randomBytes(64 * MiB));
+    const worker = new Worker(new URL('./fixtures/parked-transfer.mjs', import.meta.url), { workerData: { path, length: 64 * MiB } });
+    const [port] = (await once(worker, 'message')) as [number];
+    const client = connect(port, '127.0.0.1');
+    client.on('error', () => undefined);
+    client.pause();
+    await once(worker, 'message'); // parked on the full socket
+    // Node aborts the whole process if a worker's loop closes with a handle open.
+    await worker.terminate();
+    client.resume();
+    await Promise.race([once(client, 'close'), new Promise((_, reject) => setTimeout(() => reject(new Error('connection stayed open')), 5000))]);
   });
 
   test('a file shorter than the range fails with ERR_FILE_TOO_SHORT after what it had', async (t) => {
