@@ -25,8 +25,11 @@ export interface BlobReadStreamOptions {
 
 /** A client that went away mid-download is not a storage error. */
 const CLIENT_GONE = new Set(['ECANCELED', 'EPIPE', 'ECONNRESET']);
-/** sendfile(2) errors of a file whose filesystem cannot splice its pages into a socket. */
-const CANNOT_SPLICE = new Set(['EINVAL', 'ENOSYS', 'EOPNOTSUPP']);
+/**
+ * Failures before any byte went out after which the body streams instead: sendfile(2) errors of
+ * a file whose filesystem cannot splice its pages into a socket, and a head some hook changed.
+ */
+const STREAM_INSTEAD = new Set(['EINVAL', 'ENOSYS', 'EOPNOTSUPP', 'ERR_HEAD_CHANGED']);
 
 const blocksReadByProcess = () => process.resourceUsage().fsRead;
 
@@ -92,8 +95,8 @@ export class BlobReadStream extends Readable {
         this.resume(); // 'end', for pipeline and autoDestroy
       },
       (err: SendFileError) => {
-        if (err.sent === 0 && CANNOT_SPLICE.has(err.code ?? '') && !response.destroyed) {
-          // A filesystem without sendfile support: the head is out, the body streams instead.
+        if (err.sent === 0 && STREAM_INSTEAD.has(err.code ?? '') && !response.destroyed) {
+          // The head is out, not a byte of the body: it can still stream the ordinary way.
           this.#mode = 'first';
           super.pipe(destination, options);
           return;

@@ -88,6 +88,27 @@ describe('BlobReadStream into an http response', { skip: !sendfileAvailable && '
     assert.ok(chunked.bytesThroughNode() > content.length);
   });
 
+  test('a hook that rewrites the head (compression) gets the body through its own write()', async (t) => {
+    const content = randomBytes(2 * MiB);
+    let written = 0;
+    const server = await serve(t, content, true, (stream, res) => {
+      // What compression middleware does: drop Content-Length as the head goes out, and see
+      // (here: count) every body byte in write().
+      const { writeHead, write } = res;
+      res.writeHead = function (this: ServerResponse, ...args: Parameters<ServerResponse['writeHead']>) {
+        this.removeHeader('content-length');
+        return writeHead.apply(this, args);
+      } as ServerResponse['writeHead'];
+      res.write = function (this: ServerResponse, chunk: Buffer, ...rest: unknown[]) {
+        written += chunk.length;
+        return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+      } as ServerResponse['write'];
+      stream.pipe(res);
+    });
+    assert.ok((await server.get()).equals(content));
+    assert.equal(written, content.length);
+  });
+
   test('a stream that already started reading streams the rest through Node', async (t) => {
     const content = randomBytes(4 * MiB);
     const server = await serve(t, content, true, (stream, res) => {
