@@ -79,18 +79,17 @@ export function zeroCopySocket(destination: unknown, length: number): Socket | u
 }
 
 /**
- * Writes `response`'s head, then its body from the file with sendFile (check zeroCopySocket
- * first). The caller ends the response once this resolves. Rejects with `code`
- * ERR_HEAD_CHANGED and `sent` 0 when a hook on the head (a compression middleware, say) dropped
- * the Content-Length or added a Content-Encoding: the head is out, and the body must go through
- * the response's own write() to be framed and encoded as that head says.
+ * Writes `response`'s head and waits until it is in the socket, so a sendFile of the body that
+ * starts next follows it (check zeroCopySocket first). Rejects with `code` ERR_HEAD_CHANGED and
+ * `sent` 0 when a hook on the head (a compression middleware, say) dropped the Content-Length or
+ * added a Content-Encoding: the body must then go through the response's own write(), to be
+ * framed and encoded as that head says.
  */
-export async function sendFileBody(response: ServerResponse, socket: Socket, fileFd: number, offset: number, length: number): Promise<void> {
+export async function flushHead(response: ServerResponse, socket: Socket, length: number): Promise<void> {
   response.flushHeaders();
   if (Number(response.getHeader('content-length')) !== length || response.getHeader('content-encoding') !== undefined) {
     throw Object.assign(new Error('a hook changed the response head; the body must be written through it'), { code: 'ERR_HEAD_CHANGED', sent: 0 });
   }
   // The head goes out through Node's own write queue; the body must not overtake it.
   await new Promise<void>((resolve, reject) => socket.write(Buffer.alloc(0), (error) => (error ? reject(error) : resolve())));
-  await sendFile(socket, fileFd, offset, length);
 }

@@ -2,7 +2,7 @@ import { fstatSync, readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import { sendFileBody, zeroCopySocket, type SendFileError } from '@berth/sendfile';
+import { flushHead, sendFile, zeroCopySocket, type SendFileError } from '@berth/sendfile';
 
 /**
  * Backstop for storage whose reads the kernel does not count as block input (network
@@ -87,7 +87,13 @@ export class BlobReadStream extends Readable {
     if (!socket || length === undefined) return super.pipe(destination, options);
     this.#mode = 'sendfile';
     const response = destination as unknown as ServerResponse;
-    sendFileBody(response, socket, this.handle.fd, this.#position, length).then(
+    const send = async () => {
+      await flushHead(response, socket, length);
+      // Destroyed meanwhile, the descriptor may be closed and its number reused: send nothing.
+      if (this.destroyed) throw Object.assign(new Error('blob stream destroyed'), { code: 'ECANCELED', sent: 0 });
+      await sendFile(socket, this.handle.fd, this.#position, length);
+    };
+    send().then(
       () => {
         this.#position += length;
         if (options?.end !== false) response.end();
