@@ -20,6 +20,11 @@ describe('berth serve config', () => {
     const flags = parseServeConfig(['--port', '7000', '--no-delete'], { BERTH_PORT: '6000' });
     assert.equal(flags.port, 7000);
     assert.equal(flags.deletes, false);
+    assert.equal(defaults.sendfile, true);
+    assert.equal(parseServeConfig(['--no-sendfile'], {}).sendfile, false);
+    // Boolean variables take 1 as well as true.
+    const fromEnv = parseServeConfig([], { BERTH_NO_DELETE: '1', BERTH_NO_SENDFILE: 'true' });
+    assert.deepEqual([fromEnv.deletes, fromEnv.sendfile], [false, false]);
     assert.throws(() => parseServeConfig(['--port', 'abc'], {}), /--port/);
     assert.throws(() => parseServeConfig(['--bogus'], {}));
   });

@@ -9,6 +9,8 @@ export interface ServeConfig {
   /** `postgres://...` switches metadata to Postgres; otherwise SQLite in the data directory. */
   databaseUrl?: string;
   deletes: boolean;
+  /** fs blob downloads by sendfile(2) (see FsBlobStoreOptions.sendfile). */
+  sendfile: boolean;
   maxManifestBytes: number;
   logLevel: string;
   /** Abort upload sessions idle for this long (ms). */
@@ -55,6 +57,7 @@ export const SERVE_OPTIONS = {
   'data-dir': { type: 'string', env: 'BERTH_DATA_DIR', default: './data', help: 'blobs and the embedded database live here' },
   'database-url': { type: 'string', env: 'BERTH_DATABASE_URL', default: '', help: 'postgres:// URL for metadata (default: SQLite in the data dir)' },
   'no-delete': { type: 'boolean', env: 'BERTH_NO_DELETE', default: 'false', help: 'refuse DELETE of manifests, tags and blobs (405)' },
+  'no-sendfile': { type: 'boolean', env: 'BERTH_NO_SENDFILE', default: 'false', help: 'stream fs blob downloads through Node instead of sendfile(2)' },
   'max-manifest-bytes': { type: 'string', env: 'BERTH_MAX_MANIFEST_BYTES', default: String(4 * 1024 * 1024), help: 'largest manifest accepted' },
   'log-level': { type: 'string', env: 'BERTH_LOG_LEVEL', default: 'info', help: 'pino level: info logs one line per request; silent turns logging off' },
   'upload-ttl': { type: 'string', env: 'BERTH_UPLOAD_TTL_SECONDS', default: '86400', help: 'abort upload sessions idle for this many seconds' },
@@ -103,7 +106,8 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
     host: get('host'),
     dataDir: resolve(get('data-dir')),
     databaseUrl: get('database-url') || undefined,
-    deletes: get('no-delete') !== 'true',
+    deletes: !enabled('no-delete'),
+    sendfile: !enabled('no-sendfile'),
     maxManifestBytes: integer('max-manifest-bytes'),
     logLevel: get('log-level'),
     uploadTtlMs: integer('upload-ttl') * 1000,

@@ -26,7 +26,7 @@ export async function serve(config: ServeConfig): Promise<RunningServer> {
   // Credentials are left to the AWS default chain (env, profile, SSO, IMDS, IRSA).
   // Imported only when used: the AWS SDK adds ~24 MB of RSS to every process that loads it.
   const s3: S3BlobStore | undefined = config.s3 && new (await import('@berth/storage-s3')).S3BlobStore(config.s3);
-  const blobs = s3 ?? new FsBlobStore({ root: join(config.dataDir, 'blobs') });
+  const blobs = s3 ?? new FsBlobStore({ root: join(config.dataDir, 'blobs'), sendfile: config.sendfile });
   let url = ''; // known once listening; the default token realm points at it
   const auth = await serveAuth(config, () => `${url}/token`);
   const registry = createRegistry({
