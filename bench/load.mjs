@@ -82,9 +82,12 @@ export async function pullVerified(client, repo, blob) {
   if (digest !== blob.digest || bytes !== blob.size) throw new Error(`pulled ${bytes} bytes hashing to ${digest}, expected ${blob.digest}`);
 }
 
+/** One keep-alive connection for long transfers (no body or header timeouts). */
+export const transferClient = (base) => new Client(base, { keepAliveTimeout: 30_000, bodyTimeout: 0, headersTimeout: 0 });
+
 /** Run `work(client, i)` on `concurrency` fresh connections at once; returns seconds taken. */
 export async function timed(base, concurrency, work) {
-  const clients = Array.from({ length: concurrency }, () => new Client(base, { keepAliveTimeout: 30_000, bodyTimeout: 0, headersTimeout: 0 }));
+  const clients = Array.from({ length: concurrency }, () => transferClient(base));
   try {
     const started = performance.now();
     await Promise.all(clients.map((client, i) => work(client, i)));

@@ -1,11 +1,10 @@
 // One thread of the pull load generator (see pullRun in load.mjs): opens one keep-alive
 // connection per blob it was given, and on 'go' pulls them all at once, hashing every byte.
 import { parentPort, workerData } from 'node:worker_threads';
-import { Client } from 'undici';
-import { pullVerified } from './load.mjs';
+import { pullVerified, transferClient } from './load.mjs';
 
 const { base, repo, blobs } = workerData;
-const clients = blobs.map(() => new Client(base, { keepAliveTimeout: 30_000, bodyTimeout: 0, headersTimeout: 0 }));
+const clients = blobs.map(() => transferClient(base));
 
 parentPort.once('message', async () => {
   try {

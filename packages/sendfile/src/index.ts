@@ -33,6 +33,11 @@ function descriptorOf(socket: Socket): number | undefined {
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;
 }
 
+export interface SendFileError extends NodeJS.ErrnoException {
+  /** Bytes that reached the socket before the failure. */
+  sent: number;
+}
+
 /**
  * Sends `length` bytes of `fileFd` from `offset` to `socket`'s connection with sendfile(2), so the
  * bytes go from the page cache to the socket without passing through this process. Nothing else
@@ -41,11 +46,6 @@ function descriptorOf(socket: Socket): number | undefined {
  * first; EINVAL or ENOSYS where the file's filesystem cannot splice) whose `sent` says how many
  * bytes went out. The caller may close `fileFd` at any time: the transfer uses its own duplicate.
  */
-export interface SendFileError extends NodeJS.ErrnoException {
-  /** Bytes that reached the socket before the failure. */
-  sent: number;
-}
-
 export function sendFile(socket: Socket, fileFd: number, offset: number, length: number): Promise<void> {
   const socketFd = descriptorOf(socket);
   if (!addon || socketFd === undefined) return Promise.reject(new Error('sendFile: no zero-copy path for this socket'));
@@ -65,16 +65,22 @@ export function sendFile(socket: Socket, fileFd: number, offset: number, length:
   });
 }
 
+/** Whether `response`'s head frames an unencoded body of exactly `length` bytes. */
+function declaresExactly(response: ServerResponse, length: number): boolean {
+  return Number(response.getHeader('content-length')) === length && response.getHeader('content-encoding') === undefined;
+}
+
 /**
  * The socket a body of `length` bytes can be sent to with sendFile, or undefined when it must be
  * streamed: not a Node http response, headers already out, not yet at the head of its keep-alive
- * connection, HEAD, no exact Content-Length (chunked framing), TLS, or no addon.
+ * connection, HEAD, no exact Content-Length (chunked framing) or a Content-Encoding, TLS, or no
+ * addon.
  */
 export function zeroCopySocket(destination: unknown, length: number): Socket | undefined {
   if (!addon || !(destination instanceof ServerResponse)) return undefined;
   const { socket, req } = destination;
   if (!socket || destination.headersSent || destination.writableEnded || req.method === 'HEAD') return undefined;
-  if (Number(destination.getHeader('content-length')) !== length) return undefined;
+  if (!declaresExactly(destination, length)) return undefined;
   return descriptorOf(socket) === undefined ? undefined : socket;
 }
 
@@ -87,7 +93,7 @@ export function zeroCopySocket(destination: unknown, length: number): Socket | u
  */
 export async function flushHead(response: ServerResponse, socket: Socket, length: number): Promise<void> {
   response.flushHeaders();
-  if (Number(response.getHeader('content-length')) !== length || response.getHeader('content-encoding') !== undefined) {
+  if (!declaresExactly(response, length)) {
     throw Object.assign(new Error('a hook changed the response head; the body must be written through it'), { code: 'ERR_HEAD_CHANGED', sent: 0 });
   }
   // The head goes out through Node's own write queue; the body must not overtake it.

@@ -101,7 +101,8 @@ describe('sendFile', { skip: !sendfileAvailable && 'no sendfile(2) here' }, () =
     const received = collect(client);
     const sent = sendFile(server, fd, 0, content.length);
     closeSync(fd);
-    openSync(join(dir, 'file'), 'r'); // likely reuses the number; must not matter
+    const reused = openSync(join(dir, 'file'), 'r'); // likely reuses the number; must not matter
+    t.after(() => closeSync(reused));
     await sent;
     server.end();
     assert.ok((await received).equals(content));
