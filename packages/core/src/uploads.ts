@@ -144,6 +144,9 @@ export class UploadSessions {
     // Hash a copy: if this request fails, the live hash must still describe the stored prefix.
     const hash = live?.hash.copy();
     const counter = new HashingStream(hash, chunk.length);
+    // Listen before the store's first await: a body that fails meanwhile destroys `counter` with
+    // its error, and an 'error' nobody hears would take the whole process down.
+    counter.on('error', () => undefined);
     const appended = this.blobs.appendUpload(upload.id, upload.state, upload.offset, counter, chunk.length);
     feed(body, counter);
     try {
