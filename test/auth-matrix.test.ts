@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { basicAuth, type BasicPrincipal } from '@berth/auth';
-import type { Action, AuthorizeRequest } from '@berth/core';
+import { basicAuth, type BasicPrincipal } from '@berthjs/auth';
+import type { Action, AuthorizeRequest } from '@berthjs/core';
 import { assertError, EMPTY_CONFIG, OCI_MANIFEST, randomBlob, sha256, TestClient, type RawRequest, type RawResponse } from './support/client.js';
 import { startRegistry, type ExtraOptions, type RunningRegistry } from './support/servers.js';
 import { embeddedStores, type StoreSet } from './support/stores.js';

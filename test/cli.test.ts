@@ -3,7 +3,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseServeConfig } from '@berth/cli';
+import { parseServeConfig } from '@berthjs/cli';
 import { randomBlob, rawRequest, sha256, TestClient } from './support/client.js';
 import { spawnBerth, type BerthProcess } from './support/cli.js';
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { spawnBerth } from './support/cli.js';
 import { describeClients } from './support/clients-suite.js';
-import { createBucket, deleteBucket, requireS3, s3Client } from '@berth/storage-s3/testing';
+import { createBucket, deleteBucket, requireS3, s3Client } from '@berthjs/storage-s3/testing';
 import { dropSchema, POSTGRES_URL } from './support/stores.js';
 
 // The same real clients against `berth serve` on S3 blobs + Postgres metadata (a bucket and a

@@ -8,10 +8,10 @@ import { request as httpRequest } from 'node:http';
 import { connect, createServer, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { parseServeConfig } from '@berth/cli';
+import { parseServeConfig } from '@berthjs/cli';
 import { assertError, rawRequest, sha256, type RawResponse } from './support/client.js';
 import { spawnBerth, type BerthProcess } from './support/cli.js';
-import { createBucket, deleteBucket, listKeys, listPartSizes, listUploads, requireS3, s3Client, type S3TestEnv } from '@berth/storage-s3/testing';
+import { createBucket, deleteBucket, listKeys, listPartSizes, listUploads, requireS3, s3Client, type S3TestEnv } from '@berthjs/storage-s3/testing';
 import { dropSchema, POSTGRES_URL } from './support/stores.js';
 
 const KiB = 1024;

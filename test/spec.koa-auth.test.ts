@@ -1,4 +1,4 @@
-import { basicAuth, type BasicPrincipal } from '@berth/auth';
+import { basicAuth, type BasicPrincipal } from '@berthjs/auth';
 import { describeSpec } from './support/spec-suite.js';
 import { embeddedStores } from './support/stores.js';
 

@@ -1,4 +1,4 @@
-import { requireS3 } from '@berth/storage-s3/testing';
+import { requireS3 } from '@berthjs/storage-s3/testing';
 import { describeRestart, describeSpec } from './support/spec-suite.js';
 import { s3PostgresStores } from './support/stores.js';
 

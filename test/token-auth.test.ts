@@ -6,10 +6,10 @@ import { after, before, describe, it } from 'node:test';
 import express from 'express';
 import Koa from 'koa';
 import { SignJWT } from 'jose';
-import { basicAuth, createTokenEndpoint, resolveKey, tokenAuth, type BasicPrincipal } from '@berth/auth';
-import { createRegistry, type AuthorizeRequest, type BerthHandler, type Registry } from '@berth/core';
-import { berth as berthExpress } from '@berth/express';
-import { berth as berthKoa } from '@berth/koa';
+import { basicAuth, createTokenEndpoint, resolveKey, tokenAuth, type BasicPrincipal } from '@berthjs/auth';
+import { createRegistry, type AuthorizeRequest, type BerthHandler, type Registry } from '@berthjs/core';
+import { berth as berthExpress } from '@berthjs/express';
+import { berth as berthKoa } from '@berthjs/koa';
 import { assertError, rawRequest, sha256, TestClient, type RawResponse } from './support/client.js';
 import { embeddedStores, type StoreSet } from './support/stores.js';
 

@@ -2,9 +2,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import Koa from 'koa';
-import { createRegistry, type Registry, type RegistryOptions } from '@berth/core';
-import { berth as berthExpress } from '@berth/express';
-import { berth as berthKoa } from '@berth/koa';
+import { createRegistry, type Registry, type RegistryOptions } from '@berthjs/core';
+import { berth as berthExpress } from '@berthjs/express';
+import { berth as berthKoa } from '@berthjs/koa';
 import type { StoreSet } from './stores.js';
 
 export type AdapterName = 'koa' | 'express';

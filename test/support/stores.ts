@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import type { BlobStore, MetadataStore } from '@berth/core';
-import { FsBlobStore } from '@berth/storage-fs';
-import { createSqlMetadataStore } from '@berth/metadata-sql';
-import { S3BlobStore } from '@berth/storage-s3';
-import { createBucket, deleteBucket, s3Client, s3TestEnv } from '@berth/storage-s3/testing';
+import type { BlobStore, MetadataStore } from '@berthjs/core';
+import { FsBlobStore } from '@berthjs/storage-fs';
+import { createSqlMetadataStore } from '@berthjs/metadata-sql';
+import { S3BlobStore } from '@berthjs/storage-s3';
+import { createBucket, deleteBucket, s3Client, s3TestEnv } from '@berthjs/storage-s3/testing';
 
 export const POSTGRES_URL = process.env.BERTH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 

@@ -1,11 +1,11 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { join } from 'node:path';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
-import { basicAuth, createTokenEndpoint, readBasic, tokenAuth, type BasicPrincipal, type TokenKey } from '@berth/auth';
-import { createRegistry, type AuthorizeRequest, type Registry } from '@berth/core';
-import { berth } from '@berth/express';
-import { createSqlMetadataStore } from '@berth/metadata-sql';
-import { FsBlobStore } from '@berth/storage-fs';
+import { basicAuth, createTokenEndpoint, readBasic, tokenAuth, type BasicPrincipal, type TokenKey } from '@berthjs/auth';
+import { createRegistry, type AuthorizeRequest, type Registry } from '@berthjs/core';
+import { berth } from '@berthjs/express';
+import { createSqlMetadataStore } from '@berthjs/metadata-sql';
+import { FsBlobStore } from '@berthjs/storage-fs';
 import { findAccount, verifyAccount, type Account } from './users.js';
 
 export interface DashboardOptions {

@@ -1,11 +1,11 @@
 import { join } from 'node:path';
 import Router from '@koa/router';
 import Koa from 'koa';
-import { basicAuth, readBasic, type BasicPrincipal } from '@berth/auth';
-import { createRegistry, type Action, type AuthorizeRequest } from '@berth/core';
-import { berth } from '@berth/koa';
-import { createSqlMetadataStore } from '@berth/metadata-sql';
-import { FsBlobStore } from '@berth/storage-fs';
+import { basicAuth, readBasic, type BasicPrincipal } from '@berthjs/auth';
+import { createRegistry, type Action, type AuthorizeRequest } from '@berthjs/core';
+import { berth } from '@berthjs/koa';
+import { createSqlMetadataStore } from '@berthjs/metadata-sql';
+import { FsBlobStore } from '@berthjs/storage-fs';
 import { checkPassword, findUser, type User } from './users.js';
 
 /** What each role may do in its own team's repositories. */

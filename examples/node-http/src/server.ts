@@ -2,10 +2,10 @@ import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { basicAuth, createTokenEndpoint, tokenAuth, type BasicPrincipal } from '@berth/auth';
-import { createRegistry, type BerthHandler, type BerthResponse, type Registry } from '@berth/core';
-import { createSqlMetadataStore } from '@berth/metadata-sql';
-import { FsBlobStore } from '@berth/storage-fs';
+import { basicAuth, createTokenEndpoint, tokenAuth, type BasicPrincipal } from '@berthjs/auth';
+import { createRegistry, type BerthHandler, type BerthResponse, type Registry } from '@berthjs/core';
+import { createSqlMetadataStore } from '@berthjs/metadata-sql';
+import { FsBlobStore } from '@berthjs/storage-fs';
 
 /** The service's own users: a build bot that pushes `ci/*` and a reader of everything. */
 const USERS: Record<string, { password: string; push: boolean }> = {

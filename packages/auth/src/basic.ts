@@ -1,4 +1,4 @@
-import { header, UnauthorizedError, type AuthHooks, type BerthRequest } from '@berth/core';
+import { header, UnauthorizedError, type AuthHooks, type BerthRequest } from '@berthjs/core';
 
 /** The principal `basicAuth` hands to `authorize`: the user whose password checked out. */
 export interface BasicPrincipal {

@@ -1,4 +1,4 @@
-import { isRepositoryName, type Action } from '@berth/core';
+import { isRepositoryName, type Action } from '@berthjs/core';
 
 /** One grant of a token's `access` claim, as the Docker token spec writes it. */
 export interface TokenAccess {

@@ -1,5 +1,5 @@
 import { errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { formatScope, header, UnauthorizedError, type AuthHooks, type Principal, type Scope } from '@berth/core';
+import { formatScope, header, UnauthorizedError, type AuthHooks, type Principal, type Scope } from '@berthjs/core';
 import { quote } from './basic.js';
 import { resolveKey, type ResolvedKey, type TokenKey } from './keys.js';
 import { grants, type TokenAccess } from './scope.js';

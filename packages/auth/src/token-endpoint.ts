@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
-import { OciError, type Action, type AuthHooks, type BerthHandler, type BerthRequest, type BerthResponse, type Principal } from '@berth/core';
+import { OciError, type Action, type AuthHooks, type BerthHandler, type BerthRequest, type BerthResponse, type Principal } from '@berthjs/core';
 import { basicChallenge } from './basic.js';
 import { resolveKey, type TokenKey } from './keys.js';
 import { parseScopes, type RequestedScope, type TokenAccess } from './scope.js';

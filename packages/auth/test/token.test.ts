@@ -3,7 +3,7 @@ import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose';
-import { OciError, type AuthorizeRequest, type BerthRequest, type BerthResponse } from '@berth/core';
+import { OciError, type AuthorizeRequest, type BerthRequest, type BerthResponse } from '@berthjs/core';
 import { basicAuth } from '../src/basic.js';
 import { resolveKey } from '../src/keys.js';
 import { parseScopes } from '../src/scope.js';

@@ -1,8 +1,8 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { basicAuth, createTokenEndpoint, loadHtpasswd, tokenAuth } from '@berth/auth';
-import type { AuthHooks, AuthorizeRequest, BerthHandler } from '@berth/core';
+import { basicAuth, createTokenEndpoint, loadHtpasswd, tokenAuth } from '@berthjs/auth';
+import type { AuthHooks, AuthorizeRequest, BerthHandler } from '@berthjs/core';
 import type { ServeConfig } from './config.js';
 
 /** The registry's auth hooks for `berth serve`, and the token endpoint when token auth is on. */

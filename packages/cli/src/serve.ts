@@ -2,11 +2,11 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import Koa from 'koa';
 import { pino } from 'pino';
-import { createRegistry, type Registry } from '@berth/core';
-import { berth } from '@berth/koa';
-import { createSqlMetadataStore } from '@berth/metadata-sql';
-import { FsBlobStore } from '@berth/storage-fs';
-import type { S3BlobStore } from '@berth/storage-s3';
+import { createRegistry, type Registry } from '@berthjs/core';
+import { berth } from '@berthjs/koa';
+import { createSqlMetadataStore } from '@berthjs/metadata-sql';
+import { FsBlobStore } from '@berthjs/storage-fs';
+import type { S3BlobStore } from '@berthjs/storage-s3';
 import { serveAuth } from './auth.js';
 import type { ServeConfig } from './config.js';
 
@@ -25,7 +25,7 @@ export async function serve(config: ServeConfig): Promise<RunningServer> {
   );
   // Credentials are left to the AWS default chain (env, profile, SSO, IMDS, IRSA).
   // Imported only when used: the AWS SDK adds ~24 MB of RSS to every process that loads it.
-  const s3: S3BlobStore | undefined = config.s3 && new (await import('@berth/storage-s3')).S3BlobStore(config.s3);
+  const s3: S3BlobStore | undefined = config.s3 && new (await import('@berthjs/storage-s3')).S3BlobStore(config.s3);
   const blobs = s3 ?? new FsBlobStore({ root: join(config.dataDir, 'blobs'), sendfile: config.sendfile });
   let url = ''; // known once listening; the default token realm points at it
   const auth = await serveAuth(config, () => `${url}/token`);

@@ -23,7 +23,7 @@ export interface BerthResponse {
   body?: Buffer | Readable;
 }
 
-/** Anything that answers Berth requests (the registry, the token endpoint of @berth/auth): adapters mount any of them. */
+/** Anything that answers Berth requests (the registry, the token endpoint of @berthjs/auth): adapters mount any of them. */
 export interface BerthHandler {
   /** Resolves to undefined when the path is not this handler's, so the host app serves it. */
   handle(request: BerthRequest): Promise<BerthResponse | undefined>;

@@ -1,10 +1,10 @@
 import { pipeline } from 'node:stream/promises';
-import type { BerthHandler } from '@berth/core';
+import type { BerthHandler } from '@berthjs/core';
 import type { RequestHandler } from 'express';
 
 /**
  * Express middleware serving the OCI Distribution API under `/v2` (or any other `BerthHandler`,
- * such as the token endpoint of @berth/auth); other paths go to `next()`.
+ * such as the token endpoint of @berthjs/auth); other paths go to `next()`.
  * It only translates: the request stream is handed over unread (mount no body parser in front of
  * `/v2`), and bodies are written as Buffers or streams, so Express adds no charset and keeps
  * Content-Length. Protocol errors are already responses; only adapter failures reach `next(err)`.

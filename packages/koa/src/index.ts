@@ -1,10 +1,10 @@
-import type { BerthHandler, BerthResponse } from '@berth/core';
+import type { BerthHandler, BerthResponse } from '@berthjs/core';
 import Router from '@koa/router';
 import type { Middleware } from 'koa';
 
 /**
  * Koa middleware serving the OCI Distribution API under `/v2` (or any other `BerthHandler`, such
- * as the token endpoint of @berth/auth); other paths go to `next()`.
+ * as the token endpoint of @berthjs/auth); other paths go to `next()`.
  * It only translates: the request stream is handed over unread (mount no body parser in front
  * of `/v2`), and status, headers and body go back through Koa's own `ctx`, so host middleware
  * (logging, metrics) sees the response. Do not compress `/v2` responses: that drops Content-Length.

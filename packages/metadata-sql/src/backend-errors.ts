@@ -1,6 +1,6 @@
 // Translates driver failures (pg, better-sqlite3, knex's pool) into the core's typed store errors,
 // so the core answers 503 for an unreachable database and lost races stay recognizable.
-import { ConflictError, StoreError, UnavailableError } from '@berth/core';
+import { ConflictError, StoreError, UnavailableError } from '@berthjs/core';
 
 interface DriverError {
   code?: unknown;

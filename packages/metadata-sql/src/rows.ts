@@ -1,6 +1,6 @@
 // Row shapes of the tables and their conversion to the port's records. NULL columns become absent
 // fields (the port's optional fields are `undefined`, never `null`).
-import type { ManifestRecord, ReferrerRecord, UploadRecord, UploadState } from '@berth/core';
+import type { ManifestRecord, ReferrerRecord, UploadRecord, UploadState } from '@berthjs/core';
 
 export interface ManifestRow {
   repository: string;

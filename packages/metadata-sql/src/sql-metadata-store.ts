@@ -21,7 +21,7 @@
 // outside transactions. Writes that delete or move what readers cache (blob links, tags,
 // manifests) announce it to other processes (change-feed.ts), behind `changeVersion()`.
 import type { Knex } from 'knex';
-import type { ManifestRecord, MetadataStore, Page, ReferrerRecord, UploadRecord, UploadState } from '@berth/core';
+import type { ManifestRecord, MetadataStore, Page, ReferrerRecord, UploadRecord, UploadState } from '@berthjs/core';
 import { toStoreError } from './backend-errors.js';
 import { retryWhileBusy } from './busy-retry.js';
 import type { ChangeFeed } from './change-feed.js';

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConflictError, UnavailableError } from '@berth/core';
+import { ConflictError, UnavailableError } from '@berthjs/core';
 import { createSqlMetadataStore } from '../src/index.js';
 import { toStoreError } from '../src/backend-errors.js';
 

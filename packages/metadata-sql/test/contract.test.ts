@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeMetadataStore } from '@berth/testkit';
+import { describeMetadataStore } from '@berthjs/testkit';
 import { createSqlMetadataStore } from '../src/index.js';
 import { POSTGRES_URL, postgresUnreachable, query } from './fixtures/postgres.js';
 

@@ -1,4 +1,4 @@
-// sendfile(2) from a file to a non-blocking socket, for @berth/sendfile (see src/index.ts).
+// sendfile(2) from a file to a non-blocking socket, for @berthjs/sendfile (see src/index.ts).
 //
 // Each transfer works on its own duplicates of both descriptors, so neither can be closed or
 // reused under it. Steps run on libuv's threadpool, because sendfile blocks while the kernel

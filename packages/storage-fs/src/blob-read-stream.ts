@@ -2,7 +2,7 @@ import { fstatSync, readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import { flushHead, sendFile, zeroCopySocket, type SendFileError } from '@berth/sendfile';
+import { flushHead, sendFile, zeroCopySocket, type SendFileError } from '@berthjs/sendfile';
 
 /**
  * Backstop for storage whose reads the kernel does not count as block input (network

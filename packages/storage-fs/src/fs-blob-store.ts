@@ -40,7 +40,7 @@ import {
   type ByteRange,
   type UploadState,
   type VerifyContent,
-} from '@berth/core';
+} from '@berthjs/core';
 import { BlobReadStream } from './blob-read-stream.js';
 
 /** Options of {@link FsBlobStore}. */
@@ -64,7 +64,7 @@ export interface FsBlobStoreOptions {
   readHighWaterMark?: number;
   /**
    * Send blob downloads with sendfile(2) when a read stream is piped straight into a plain-HTTP
-   * Node response (default true; Linux, and only where @berth/sendfile's addon built). Server CPU
+   * Node response (default true; Linux, and only where @berthjs/sendfile's addon built). Server CPU
    * per GiB pulled drops from ~0.6 s to ~0.1 s. Turn off to keep every byte inside Node streams.
    */
   sendfile?: boolean;

@@ -1,8 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeBlobStore } from '@berth/testkit';
-import { FsBlobStore } from '@berth/storage-fs';
+import { describeBlobStore } from '@berthjs/testkit';
+import { FsBlobStore } from '@berthjs/storage-fs';
 
 describeBlobStore('fs', async () => {
   const root = await mkdtemp(join(tmpdir(), 'berth-fs-contract-'));

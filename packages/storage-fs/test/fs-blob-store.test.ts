@@ -7,8 +7,8 @@ import { mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/p
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
-import { ConflictError, IntegrityError, NotFoundError, StoreError, type BlobStore } from '@berth/core';
-import { FsBlobStore } from '@berth/storage-fs';
+import { ConflictError, IntegrityError, NotFoundError, StoreError, type BlobStore } from '@berthjs/core';
+import { FsBlobStore } from '@berthjs/storage-fs';
 
 const MiB = 1024 * 1024;
 

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Agent, request } from 'undici';
-import { sendfileAvailable } from '@berth/sendfile';
+import { sendfileAvailable } from '@berthjs/sendfile';
 import { BlobReadStream } from '../src/blob-read-stream.js';
 
 const MiB = 1024 * 1024;

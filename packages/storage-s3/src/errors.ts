@@ -1,4 +1,4 @@
-import { NotFoundError, StoreError, UnavailableError } from '@berth/core';
+import { NotFoundError, StoreError, UnavailableError } from '@berthjs/core';
 
 interface SdkErrorShape {
   name?: string;

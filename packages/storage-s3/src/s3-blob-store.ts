@@ -65,7 +65,7 @@ import {
   type ByteRange,
   type UploadState,
   type VerifyContent,
-} from '@berth/core';
+} from '@berthjs/core';
 import { httpStatus, toStoreError } from './errors.js';
 import {
   MAX_PART_SIZE,

@@ -1,4 +1,4 @@
-// `@berth/storage-s3/testing`: how Berth's S3 tests find an endpoint, and bucket helpers, shared
+// `@berthjs/storage-s3/testing`: how Berth's S3 tests find an endpoint, and bucket helpers, shared
 // by this package's own tests and the cross-package suites in test/ (see the README, "Tests").
 // Not part of the store: nothing in src/ imports it.
 import { randomBytes } from 'node:crypto';

@@ -2,7 +2,7 @@
 import { after, before } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { describeBlobStore } from '@berth/testkit';
+import { describeBlobStore } from '@berthjs/testkit';
 import { createBucket, deleteBucket, emptyBucket, listKeys, listUploads, requireS3, s3Client, storeFor } from './s3-env.js';
 
 const env = requireS3();

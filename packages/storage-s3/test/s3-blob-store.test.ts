@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { ListPartsCommand, type S3Client } from '@aws-sdk/client-s3';
-import { ConflictError, IntegrityError, NotFoundError, UnavailableError, type UploadState } from '@berth/core';
+import { ConflictError, IntegrityError, NotFoundError, UnavailableError, type UploadState } from '@berthjs/core';
 import type { S3BlobStore, S3UploadState } from '../src/index.js';
 import {
   MiB,

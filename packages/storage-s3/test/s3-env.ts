@@ -1,5 +1,5 @@
 // Helpers of this package's S3 tests: a store on the test endpoint, blob data and hashes. The
-// endpoint and bucket helpers are shared with test/ through `@berth/storage-s3/testing`.
+// endpoint and bucket helpers are shared with test/ through `@berthjs/storage-s3/testing`.
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { S3BlobStore, type S3BlobStoreOptions } from '../src/index.js';

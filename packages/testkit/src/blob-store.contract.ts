@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { setImmediate as tick } from 'node:timers/promises';
-import { NotFoundError, type BlobStore, type UploadState } from '@berth/core';
+import { NotFoundError, type BlobStore, type UploadState } from '@berthjs/core';
 
 /** What a factory hands the suite for one test. */
 export interface BlobStoreFixture {

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ManifestRecord, MetadataStore } from '@berth/core';
+import type { ManifestRecord, MetadataStore } from '@berthjs/core';
 
 export interface MetadataStoreUnderTest {
   store: MetadataStore;
