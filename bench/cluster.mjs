@@ -31,7 +31,9 @@ if (cluster.isPrimary) {
   const stop = () => {
     stopping = true;
     for (const worker of workers) worker.process.kill('SIGTERM');
-    Promise.all(workers.map((w) => new Promise((resolve) => (w.isDead() ? resolve() : w.once('exit', resolve))))).then(() => process.exit(0));
+    Promise.all(workers.map((w) => new Promise((resolve) => (w.isDead() ? resolve() : w.once('exit', resolve))))).then(() =>
+      process.exit(0),
+    );
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
@@ -41,7 +43,11 @@ if (cluster.isPrimary) {
   const { serve } = await import('../packages/cli/dist/serve.js');
   const running = await serve(parseServeConfig(args));
   process.send('listening');
-  const stop = () => running.close().then(() => process.exit(0), () => process.exit(1));
+  const stop = () =>
+    running.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
 }

@@ -121,7 +121,12 @@ export async function pullRun(base, repo, blobs, threads = availableParallelism(
   try {
     await Promise.all(workers.map((w) => once(w, 'message')));
     const started = performance.now();
-    const results = await Promise.all(workers.map((w) => (w.postMessage('go'), once(w, 'message'))));
+    const results = await Promise.all(
+      workers.map((w) => {
+        w.postMessage('go');
+        return once(w, 'message');
+      }),
+    );
     const seconds = (performance.now() - started) / 1000;
     const failed = results.find(([r]) => !r.ok);
     if (failed) throw new Error(failed[0].message);
@@ -142,7 +147,12 @@ export async function pushSmallImage(base, repo, tag) {
     const configDigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
     let path = await startSession(client, base, repo);
     await expectStatus(
-      await client.request({ method: 'PUT', path: withDigest(path, configDigest), headers: { 'content-type': 'application/octet-stream' }, body: config }),
+      await client.request({
+        method: 'PUT',
+        path: withDigest(path, configDigest),
+        headers: { 'content-type': 'application/octet-stream' },
+        body: config,
+      }),
       201,
       'PUT config',
     );
@@ -154,7 +164,11 @@ export async function pushSmallImage(base, repo, tag) {
       layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: layer.size, digest: layer.digest }],
     });
     path = `/v2/${repo}/manifests/${tag}`;
-    await expectStatus(await client.request({ method: 'PUT', path, headers: { 'content-type': SCHEMA2 }, body: manifest }), 201, 'PUT manifest');
+    await expectStatus(
+      await client.request({ method: 'PUT', path, headers: { 'content-type': SCHEMA2 }, body: manifest }),
+      201,
+      'PUT manifest',
+    );
     return { layer };
   } finally {
     await client.close();

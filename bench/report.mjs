@@ -13,7 +13,13 @@ export const METRICS = [
   { key: 'manifestP99', label: 'manifest GET p99 (ms)', lowerIsBetter: true },
   { key: 'headRps', label: 'blob HEAD (req/s)', target: { ratio: 4 } },
   { key: 'headP99', label: 'blob HEAD p99 (ms)', lowerIsBetter: true },
-  { key: 'peakRssProcess', label: 'peak RSS during pushes, per process (MB)', target: { below: 200 }, aggregate: 'max', lowerIsBetter: true },
+  {
+    key: 'peakRssProcess',
+    label: 'peak RSS during pushes, per process (MB)',
+    target: { below: 200 },
+    aggregate: 'max',
+    lowerIsBetter: true,
+  },
   { key: 'peakRss', label: 'peak memory during pushes, all processes (MB)', aggregate: 'max', lowerIsBetter: true },
 ];
 
@@ -37,7 +43,8 @@ export function summarize(samples) {
   return summary;
 }
 
-const fmt = (value) => (value === undefined ? '–' : value >= 100 ? Math.round(value).toLocaleString('en-US') : value.toFixed(value >= 10 ? 1 : 2));
+const fmt = (value) =>
+  value === undefined ? '–' : value >= 100 ? Math.round(value).toLocaleString('en-US') : value.toFixed(value >= 10 ? 1 : 2);
 
 function verdict(metric, value, reference) {
   if (value === undefined || !metric.target) return '';
@@ -61,7 +68,13 @@ export function tableRows(summary) {
     for (const server of ['berth', 'cluster']) {
       const value = summary[server]?.[metric.key];
       cells.push(fmt(value));
-      cells.push(value !== undefined && d ? `${(value / d).toFixed(2)}×${verdict(metric, value, d)}` : value !== undefined ? verdict(metric, value, d).trim() : '–');
+      cells.push(
+        value !== undefined && d
+          ? `${(value / d).toFixed(2)}×${verdict(metric, value, d)}`
+          : value !== undefined
+            ? verdict(metric, value, d).trim()
+            : '–',
+      );
     }
     cells.push(targetText(metric));
     rows.push(cells);

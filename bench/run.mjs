@@ -131,7 +131,9 @@ async function main() {
       if (h.errors > 0) throw new Error(`${server.kind}: ${h.errors} failed blob HEADs`);
       record(server.kind, 'headRps', h.rps);
       record(server.kind, 'headP99', h.p99);
-      log(`requests round ${round + 1} ${server.kind}: manifest ${m.rps.toFixed(0)}/s p99 ${m.p99} ms, HEAD ${h.rps.toFixed(0)}/s p99 ${h.p99} ms`);
+      log(
+        `requests round ${round + 1} ${server.kind}: manifest ${m.rps.toFixed(0)}/s p99 ${m.p99} ms, HEAD ${h.rps.toFixed(0)}/s p99 ${h.p99} ms`,
+      );
     }
   }
 
@@ -144,9 +146,9 @@ async function main() {
       'Berth: `node packages/cli/dist/bin.cjs serve --log-level silent` (fs blobs with fsync on commit + SQLite); cluster: `bench/cluster.mjs`, node:cluster with 2 workers on one port sharing the data dir and SQLite.',
       'Distribution: `docker-registry serve` with filesystem storage, `log.level: error`, access log disabled (neither side logs per request).',
       'Throughput: one undici keep-alive connection per concurrent transfer; pushes stream a pseudo-random blob (no 256 MiB buffers), pulls hash every byte and compare the digest, spread over one client thread per core (worker_threads; the 4 streams in one thread held its core at 100 % near 750 MiB/s whoever served them, so the run measured the client).',
-      'Request rates: keep-alive, one request in flight per connection; manifest GET by tag (Docker schema2, 1 layer) with autocannon; blob HEAD of a 1 MiB layer with bench/head.mjs (autocannon waits for a HEAD body that never comes). Medians over rounds. Memory is sampled every 20 ms during push runs: peak VmRSS of the largest process (the target is per process: each replica), and the peak of all processes together (primary + 2 workers), counting each one\'s anonymous memory plus the shared node binary once.',
-      'Transfers: one untimed warm-up push and pull per server first; `sync` before every timed run writes back dirty pages; after each push (and its pull) the bench deletes the server\'s blob files, so the page cache never grows by gigabytes (on this VM, page cache pages the guest never touched before cost ~2.2 s of kernel time per GiB written, recycled ones ~0.2-0.4 s). Berth fsyncs every blob before its 201; Distribution never fsyncs.',
-      'The load generator shares the 2 cores with the servers, so a pull is bound by the whole machine: a client hashing at ~1 GiB/s per core plus whatever the server takes. Berth sends fs blobs with sendfile(2) (the bytes never enter the process); Distribution copies them through user space. Distribution (Go) and the cluster run code on both cores; a single Berth process runs JavaScript on one, file I/O on libuv\'s threadpool.',
+      "Request rates: keep-alive, one request in flight per connection; manifest GET by tag (Docker schema2, 1 layer) with autocannon; blob HEAD of a 1 MiB layer with bench/head.mjs (autocannon waits for a HEAD body that never comes). Medians over rounds. Memory is sampled every 20 ms during push runs: peak VmRSS of the largest process (the target is per process: each replica), and the peak of all processes together (primary + 2 workers), counting each one's anonymous memory plus the shared node binary once.",
+      "Transfers: one untimed warm-up push and pull per server first; `sync` before every timed run writes back dirty pages; after each push (and its pull) the bench deletes the server's blob files, so the page cache never grows by gigabytes (on this VM, page cache pages the guest never touched before cost ~2.2 s of kernel time per GiB written, recycled ones ~0.2-0.4 s). Berth fsyncs every blob before its 201; Distribution never fsyncs.",
+      "The load generator shares the 2 cores with the servers, so a pull is bound by the whole machine: a client hashing at ~1 GiB/s per core plus whatever the server takes. Berth sends fs blobs with sendfile(2) (the bytes never enter the process); Distribution copies them through user space. Distribution (Go) and the cluster run code on both cores; a single Berth process runs JavaScript on one, file I/O on libuv's threadpool.",
     ];
     await mkdir(new URL('results/', import.meta.url), { recursive: true });
     await writeFile(opts.out, markdown({ rows, samples, settings, info: machine(), notes }));

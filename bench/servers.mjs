@@ -63,7 +63,10 @@ export async function startServer(kind, { workers = 2, profileDir } = {}) {
     proc = spawnServer(process.execPath, [...nodeFlags, 'bench/cluster.mjs', String(workers), ...serveArgs]);
     let clusterPids = [proc.child.pid];
     proc.child.stdout.on('data', () => {
-      const line = proc.stdout().split('\n').find((l) => l.includes('cluster ready'));
+      const line = proc
+        .stdout()
+        .split('\n')
+        .find((l) => l.includes('cluster ready'));
       if (line) clusterPids = JSON.parse(line).pids;
     });
     pids = () => clusterPids;

@@ -32,18 +32,33 @@ describe('berth serve auth config', () => {
     assert.equal(off.htpasswd, undefined);
     assert.equal(off.token, undefined);
     assert.equal(off.anonymousPull, false);
-    const flags = parseServeConfig(['--htpasswd', 'users', '--token-auth', '--token-ttl', '60', '--token-verify-keys', 'a.pem,b.pem', '--anonymous-pull'], {});
+    const flags = parseServeConfig(
+      ['--htpasswd', 'users', '--token-auth', '--token-ttl', '60', '--token-verify-keys', 'a.pem,b.pem', '--anonymous-pull'],
+      {},
+    );
     assert.match(flags.htpasswd!, /\/users$/);
     assert.equal(flags.anonymousPull, true);
-    assert.deepEqual({ ...flags.token, verifyKeyFiles: flags.token!.verifyKeyFiles.map((f) => f.split('/').pop()) }, {
-      realm: undefined,
-      service: 'berth',
-      keyFile: undefined,
-      verifyKeyFiles: ['a.pem', 'b.pem'],
-      ttlSeconds: 60,
+    assert.deepEqual(
+      { ...flags.token, verifyKeyFiles: flags.token!.verifyKeyFiles.map((f) => f.split('/').pop()) },
+      {
+        realm: undefined,
+        service: 'berth',
+        keyFile: undefined,
+        verifyKeyFiles: ['a.pem', 'b.pem'],
+        ttlSeconds: 60,
+      },
+    );
+    const env = parseServeConfig([], {
+      BERTH_HTPASSWD: '/etc/berth/users',
+      BERTH_TOKEN_AUTH: 'true',
+      BERTH_TOKEN_REALM: 'https://r.example/token',
+      BERTH_TOKEN_SERVICE: 'r.example',
+      BERTH_TOKEN_KEY_FILE: '/k.pem',
     });
-    const env = parseServeConfig([], { BERTH_HTPASSWD: '/etc/berth/users', BERTH_TOKEN_AUTH: 'true', BERTH_TOKEN_REALM: 'https://r.example/token', BERTH_TOKEN_SERVICE: 'r.example', BERTH_TOKEN_KEY_FILE: '/k.pem' });
-    assert.deepEqual([env.htpasswd, env.token?.realm, env.token?.service, env.token?.keyFile], ['/etc/berth/users', 'https://r.example/token', 'r.example', '/k.pem']);
+    assert.deepEqual(
+      [env.htpasswd, env.token?.realm, env.token?.service, env.token?.keyFile],
+      ['/etc/berth/users', 'https://r.example/token', 'r.example', '/k.pem'],
+    );
     assert.throws(() => parseServeConfig(['--token-auth'], {}), /--htpasswd/);
     assert.throws(() => parseServeConfig(['--htpasswd', 'f', '--token-auth', '--token-ttl', 'soon'], {}), /--token-ttl/);
   });
@@ -94,7 +109,8 @@ for (const tool of ['skopeo', 'podman'] as const) {
     });
 
     // Each test has its own auth file, so nothing leaks in from (or out to) the user's own logins.
-    const login = (password: string, file = authfile) => client(tool, ['login', '--tls-verify=false', '--authfile', file, '-u', 'ci', '-p', password, host]);
+    const login = (password: string, file = authfile) =>
+      client(tool, ['login', '--tls-verify=false', '--authfile', file, '-u', 'ci', '-p', password, host]);
 
     it('refuses a wrong password cleanly and stores no credentials', async () => {
       const file = join(dir, 'wrong.json');
@@ -108,7 +124,15 @@ for (const tool of ['skopeo', 'podman'] as const) {
     it('refuses a push without login with an auth error', async () => {
       const { dir: layout } = await makeOciLayout('v0', 1);
       try {
-        const res = await client('skopeo', ['--insecure-policy', 'copy', '--dest-tls-verify=false', '--authfile', join(dir, 'empty.json'), `oci:${join(layout, 'layout')}:v0`, `docker://${host}/team/app:v0`]);
+        const res = await client('skopeo', [
+          '--insecure-policy',
+          'copy',
+          '--dest-tls-verify=false',
+          '--authfile',
+          join(dir, 'empty.json'),
+          `oci:${join(layout, 'layout')}:v0`,
+          `docker://${host}/team/app:v0`,
+        ]);
         assert.equal(res.ok, false);
         assert.match(res.stderr, /unauthorized|authentication required/i);
       } finally {

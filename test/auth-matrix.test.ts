@@ -2,7 +2,16 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { basicAuth, type BasicPrincipal } from '@berthjs/auth';
 import type { Action, AuthorizeRequest } from '@berthjs/core';
-import { assertError, EMPTY_CONFIG, OCI_MANIFEST, randomBlob, sha256, TestClient, type RawRequest, type RawResponse } from './support/client.js';
+import {
+  assertError,
+  EMPTY_CONFIG,
+  OCI_MANIFEST,
+  randomBlob,
+  sha256,
+  TestClient,
+  type RawRequest,
+  type RawResponse,
+} from './support/client.js';
 import { startRegistry, type ExtraOptions, type RunningRegistry } from './support/servers.js';
 import { embeddedStores, type StoreSet } from './support/stores.js';
 
@@ -71,7 +80,10 @@ describe('authorization matrix (Basic auth, tenants by first path segment)', () 
     // globex has its own image over the same shared layer.
     const globexConfig = Buffer.from(JSON.stringify({ architecture: 'arm64', os: 'linux', tenant: 'globex' }));
     for (const blob of [shared, globexConfig]) await clients.other.pushBlob('globex/app', blob);
-    assert.equal((await clients.other.pushManifest('globex/app', 'v1', imageManifest(globexConfig, [shared]).bytes.toString())).status, 201);
+    assert.equal(
+      (await clients.other.pushManifest('globex/app', 'v1', imageManifest(globexConfig, [shared]).bytes.toString())).status,
+      201,
+    );
   });
   after(async () => {
     await server?.stop();
@@ -108,29 +120,63 @@ describe('authorization matrix (Basic auth, tenants by first path segment)', () 
     { name: 'GET catalog', expect: [401, 200, 200, 200], request: async () => ['/v2/_catalog'] },
     { name: 'GET tags list', expect: [401, 200, 200, 403], request: async () => ['/v2/acme/app/tags/list'] },
     { name: 'GET manifest by tag', expect: [401, 200, 200, 403], request: async () => ['/v2/acme/app/manifests/v1'] },
-    { name: 'HEAD manifest by digest', expect: [401, 200, 200, 403], request: async () => [`/v2/acme/app/manifests/${acmeImage.digest}`, { method: 'HEAD' }] },
+    {
+      name: 'HEAD manifest by digest',
+      expect: [401, 200, 200, 403],
+      request: async () => [`/v2/acme/app/manifests/${acmeImage.digest}`, { method: 'HEAD' }],
+    },
     {
       name: 'PUT manifest by tag',
       expect: [401, 403, 201, 403],
-      request: async () => ['/v2/acme/app/manifests/pushed', { method: 'PUT', body: acmeImage.bytes, headers: { 'Content-Type': OCI_MANIFEST } }],
+      request: async () => [
+        '/v2/acme/app/manifests/pushed',
+        { method: 'PUT', body: acmeImage.bytes, headers: { 'Content-Type': OCI_MANIFEST } },
+      ],
     },
-    { name: 'DELETE tag', expect: [401, 403, 202, 403], request: async () => [`/v2/acme/app/manifests/${await fixtures.tag()}`, { method: 'DELETE' }] },
-    { name: 'DELETE manifest by digest', expect: [401, 403, 202, 403], request: async () => [`/v2/acme/app/manifests/${await fixtures.manifest()}`, { method: 'DELETE' }] },
+    {
+      name: 'DELETE tag',
+      expect: [401, 403, 202, 403],
+      request: async () => [`/v2/acme/app/manifests/${await fixtures.tag()}`, { method: 'DELETE' }],
+    },
+    {
+      name: 'DELETE manifest by digest',
+      expect: [401, 403, 202, 403],
+      request: async () => [`/v2/acme/app/manifests/${await fixtures.manifest()}`, { method: 'DELETE' }],
+    },
     { name: 'GET blob', expect: [401, 200, 200, 403], request: async () => [`/v2/acme/app/blobs/${blobA}`] },
     { name: 'HEAD blob', expect: [401, 200, 200, 403], request: async () => [`/v2/acme/app/blobs/${blobA}`, { method: 'HEAD' }] },
-    { name: 'DELETE blob', expect: [401, 403, 202, 403], request: async () => [`/v2/acme/app/blobs/${await fixtures.blob()}`, { method: 'DELETE' }] },
+    {
+      name: 'DELETE blob',
+      expect: [401, 403, 202, 403],
+      request: async () => [`/v2/acme/app/blobs/${await fixtures.blob()}`, { method: 'DELETE' }],
+    },
     { name: 'POST upload', expect: [401, 403, 202, 403], request: async () => ['/v2/acme/app/blobs/uploads/', { method: 'POST' }] },
     {
       name: 'POST monolithic upload',
       expect: [401, 403, 201, 403],
-      request: async () => [`/v2/acme/app/blobs/uploads/?digest=${sha256(fresh)}`, { method: 'POST', body: fresh, headers: { 'Content-Type': 'application/octet-stream' } }],
+      request: async () => [
+        `/v2/acme/app/blobs/uploads/?digest=${sha256(fresh)}`,
+        { method: 'POST', body: fresh, headers: { 'Content-Type': 'application/octet-stream' } },
+      ],
     },
-    { name: 'PATCH upload', expect: [401, 403, 202, 403], request: async () => [await fixtures.session(), { method: 'PATCH', body: fresh, headers: { 'Content-Range': '0-9' } }] },
-    { name: 'PUT upload', expect: [401, 403, 201, 403], request: async () => [`${await fixtures.session()}?digest=${sha256(fresh)}`, { method: 'PUT', body: fresh }] },
+    {
+      name: 'PATCH upload',
+      expect: [401, 403, 202, 403],
+      request: async () => [await fixtures.session(), { method: 'PATCH', body: fresh, headers: { 'Content-Range': '0-9' } }],
+    },
+    {
+      name: 'PUT upload',
+      expect: [401, 403, 201, 403],
+      request: async () => [`${await fixtures.session()}?digest=${sha256(fresh)}`, { method: 'PUT', body: fresh }],
+    },
     { name: 'GET upload status', expect: [401, 403, 204, 403], request: async () => [await fixtures.session()] },
     { name: 'DELETE upload', expect: [401, 403, 204, 403], request: async () => [await fixtures.session(), { method: 'DELETE' }] },
     { name: 'GET referrers', expect: [401, 200, 200, 403], request: async () => [`/v2/acme/app/referrers/${acmeImage.digest}`] },
-    { name: 'POST mount within acme', expect: [401, 403, 201, 403], request: async () => [`/v2/acme/copy/blobs/uploads/?mount=${blobA}&from=acme/app`, { method: 'POST' }] },
+    {
+      name: 'POST mount within acme',
+      expect: [401, 403, 201, 403],
+      request: async () => [`/v2/acme/copy/blobs/uploads/?mount=${blobA}&from=acme/app`, { method: 'POST' }],
+    },
   ];
 
   for (const row of ROWS) {
@@ -159,7 +205,10 @@ describe('authorization matrix (Basic auth, tenants by first path segment)', () 
         [`/v2/acme/app/manifests/${acmeImage.digest}`, `/v2/acme/none/manifests/${acmeImage.digest}`],
       ]) {
         const [a, b] = [await clients[caller].req(real), await clients[caller].req(fake)];
-        assert.deepEqual(strip(a).map((x) => String(x).replace(blobA, 'D').replace(sha256('nothing'), 'D')), strip(b).map((x) => String(x).replace(blobA, 'D').replace(sha256('nothing'), 'D')));
+        assert.deepEqual(
+          strip(a).map((x) => String(x).replace(blobA, 'D').replace(sha256('nothing'), 'D')),
+          strip(b).map((x) => String(x).replace(blobA, 'D').replace(sha256('nothing'), 'D')),
+        );
       }
     }
   });
@@ -223,10 +272,16 @@ describe('authorization matrix (Basic auth, tenants by first path segment)', () 
     assert.equal((await clients.other.pushManifest('globex/app', sig.digest, sig.bytes.toString())).status, 201);
     const globex = await clients.other.req(`/v2/globex/app/referrers/${acmeImage.digest}`);
     assert.equal(globex.status, 200);
-    assert.deepEqual(globex.json().manifests.map((m: { digest: string }) => m.digest), [sig.digest]);
+    assert.deepEqual(
+      globex.json().manifests.map((m: { digest: string }) => m.digest),
+      [sig.digest],
+    );
     assertNoLeak(globex, 'referrers');
     const acme = await clients.reader.req(`/v2/acme/app/referrers/${acmeImage.digest}`);
-    assert.deepEqual(acme.json().manifests.map((m: { digest: string }) => m.digest), [acmeSignature.digest]);
+    assert.deepEqual(
+      acme.json().manifests.map((m: { digest: string }) => m.digest),
+      [acmeSignature.digest],
+    );
   });
 
   it('catalog and tags list show only what the caller may pull', async () => {
@@ -235,7 +290,10 @@ describe('authorization matrix (Basic auth, tenants by first path segment)', () 
     assert.ok(reader.includes('acme/app') && reader.every((r) => r.startsWith('acme/')), reader.join());
     const other = await clients.other.req('/v2/_catalog');
     assert.ok(other.json().repositories.includes('globex/app'));
-    assert.ok(other.json().repositories.every((r: string) => r.startsWith('globex/')), other.text);
+    assert.ok(
+      other.json().repositories.every((r: string) => r.startsWith('globex/')),
+      other.text,
+    );
     assertNoLeak(other, 'catalog');
     const tags = await clients.other.req('/v2/globex/app/tags/list');
     assert.deepEqual(tags.json().tags, ['v1']);
@@ -268,7 +326,10 @@ describe('anonymous access', () => {
     assert.equal((await anon.req('/v2/')).status, 200);
     assert.equal((await anon.req('/v2/public/tool/tags/list')).status, 200);
     assert.deepEqual((await anon.req('/v2/_catalog')).json().repositories, ['public/tool']);
-    for (const [path, method] of [['/v2/private/tool/tags/list', 'GET'], ['/v2/public/tool/blobs/uploads/', 'POST']]) {
+    for (const [path, method] of [
+      ['/v2/private/tool/tags/list', 'GET'],
+      ['/v2/public/tool/blobs/uploads/', 'POST'],
+    ]) {
       const res = await anon.req(path, { method });
       assertError(res, 401, 'UNAUTHORIZED');
       assert.equal(res.header('www-authenticate'), 'Basic realm="Acme \\"registry\\""');

@@ -15,7 +15,12 @@ describe('berth serve config', () => {
     assert.match(defaults.dataDir, /\/data$/);
     assert.equal(defaults.databaseUrl, undefined);
     assert.equal(defaults.deletes, true);
-    const env = parseServeConfig([], { BERTH_PORT: '6000', BERTH_HOST: '0.0.0.0', BERTH_DATA_DIR: '/srv/berth', BERTH_DATABASE_URL: 'postgres://x/y' });
+    const env = parseServeConfig([], {
+      BERTH_PORT: '6000',
+      BERTH_HOST: '0.0.0.0',
+      BERTH_DATA_DIR: '/srv/berth',
+      BERTH_DATABASE_URL: 'postgres://x/y',
+    });
     assert.deepEqual([env.port, env.host, env.dataDir, env.databaseUrl], [6000, '0.0.0.0', '/srv/berth', 'postgres://x/y']);
     const flags = parseServeConfig(['--port', '7000', '--no-delete'], { BERTH_PORT: '6000' });
     assert.equal(flags.port, 7000);
@@ -52,7 +57,11 @@ describe('two berth processes sharing one data directory and database', () => {
     for (let offset = 0, i = 0; offset < data.length; offset += chunk, i++) {
       const end = Math.min(offset + chunk, data.length) - 1;
       const target = i % 2 === 0 ? b : a; // alternate, starting on the process that did not open it
-      const res = await rawRequest(target.url, location, { method: 'PATCH', body: data.subarray(offset, end + 1), headers: { 'Content-Range': `${offset}-${end}` } });
+      const res = await rawRequest(target.url, location, {
+        method: 'PATCH',
+        body: data.subarray(offset, end + 1),
+        headers: { 'Content-Range': `${offset}-${end}` },
+      });
       assert.equal(res.status, 202, res.text);
       location = res.header('location')!;
     }
@@ -70,7 +79,11 @@ describe('two berth processes sharing one data directory and database', () => {
     const start = await rawRequest(a.url, '/v2/shared/app/blobs/uploads/', { method: 'POST' });
     const location = start.header('location')!;
     await rawRequest(a.url, location, { method: 'PATCH', body: data.subarray(0, 100_000), headers: { 'Content-Range': '0-99999' } });
-    await rawRequest(b.url, location, { method: 'PATCH', body: data.subarray(100_000), headers: { 'Content-Range': `100000-${data.length - 1}` } });
+    await rawRequest(b.url, location, {
+      method: 'PATCH',
+      body: data.subarray(100_000),
+      headers: { 'Content-Range': `100000-${data.length - 1}` },
+    });
     const put = await rawRequest(a.url, `${location}?digest=${sha256(data.subarray(1))}`, { method: 'PUT' });
     assert.equal(put.status, 400);
     assert.equal(put.json().errors[0].code, 'DIGEST_INVALID');

@@ -15,7 +15,13 @@ describe('registry options', () => {
     stores = await embeddedStores();
     open = await startRegistry('koa', stores);
     // A second registry over the same data, with deletes, referrers and auto-mount off and a tiny manifest limit.
-    locked = await startRegistry('express', stores, { delete: false, referrers: false, automaticCrossMount: false, maxManifestBytes: 1024, uploadTtlMs: 300 });
+    locked = await startRegistry('express', stores, {
+      delete: false,
+      referrers: false,
+      automaticCrossMount: false,
+      maxManifestBytes: 1024,
+      uploadTtlMs: 300,
+    });
     a = new TestClient(open.url);
     b = new TestClient(locked.url);
   });
@@ -40,7 +46,13 @@ describe('registry options', () => {
     assertError(await b.req(`/v2/opt/ref/referrers/${subject.digest}`), 404);
     const config = Buffer.from('{}');
     await b.pushBlob('opt/ref', config);
-    const manifest = JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'x/y', digest: sha256(config), size: 2 }, layers: [], subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.size } });
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'x/y', digest: sha256(config), size: 2 },
+      layers: [],
+      subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.size },
+    });
     const res = await b.pushManifest('opt/ref', 'sig', manifest);
     assert.equal(res.status, 201);
     assert.equal(res.header('oci-subject'), undefined);
@@ -49,7 +61,12 @@ describe('registry options', () => {
   it('applies its own manifest size limit', async () => {
     const config = Buffer.from('{}');
     await b.pushBlob('opt/size', config);
-    const small = JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'x/y', digest: sha256(config), size: 2 }, layers: [] });
+    const small = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'x/y', digest: sha256(config), size: 2 },
+      layers: [],
+    });
     assert.equal((await b.pushManifest('opt/size', 'small', small)).status, 201);
     const big = JSON.stringify({ ...JSON.parse(small), annotations: { pad: 'x'.repeat(2000) } });
     assertError(await b.pushManifest('opt/size', 'big', big), 413, 'SIZE_INVALID');

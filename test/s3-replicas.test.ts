@@ -11,7 +11,16 @@ import { after, before, describe, it } from 'node:test';
 import { parseServeConfig } from '@berthjs/cli';
 import { assertError, rawRequest, sha256, type RawResponse } from './support/client.js';
 import { spawnBerth, type BerthProcess } from './support/cli.js';
-import { createBucket, deleteBucket, listKeys, listPartSizes, listUploads, requireS3, s3Client, type S3TestEnv } from '@berthjs/storage-s3/testing';
+import {
+  createBucket,
+  deleteBucket,
+  listKeys,
+  listPartSizes,
+  listUploads,
+  requireS3,
+  s3Client,
+  type S3TestEnv,
+} from '@berthjs/storage-s3/testing';
 import { dropSchema, POSTGRES_URL } from './support/stores.js';
 
 const KiB = 1024;
@@ -33,11 +42,27 @@ describe('berth serve S3 settings', () => {
       BERTH_DATABASE_SCHEMA: 'tenant_a',
       BERTH_UPLOAD_LEASE_SECONDS: '5',
     });
-    assert.deepEqual(env.s3, { bucket: 'b', endpoint: 'http://s3:7480', region: 'auto', forcePathStyle: true, prefix: 'p/', partSize: 16 * MiB, redirect: true });
+    assert.deepEqual(env.s3, {
+      bucket: 'b',
+      endpoint: 'http://s3:7480',
+      region: 'auto',
+      forcePathStyle: true,
+      prefix: 'p/',
+      partSize: 16 * MiB,
+      redirect: true,
+    });
     assert.equal(env.databaseSchema, 'tenant_a');
     assert.equal(env.uploadLeaseMs, 5000);
     const flags = parseServeConfig(['--s3-bucket', 'c', '--s3-force-path-style', '--s3-part-size', '5242880'], { BERTH_S3_BUCKET: 'b' });
-    assert.deepEqual(flags.s3, { bucket: 'c', endpoint: undefined, region: undefined, forcePathStyle: true, prefix: undefined, partSize: 5 * MiB, redirect: false });
+    assert.deepEqual(flags.s3, {
+      bucket: 'c',
+      endpoint: undefined,
+      region: undefined,
+      forcePathStyle: true,
+      prefix: undefined,
+      partSize: 5 * MiB,
+      redirect: false,
+    });
     assert.equal(parseServeConfig(['--s3-bucket', 'c'], {}).s3?.partSize, 8 * MiB);
     assert.throws(() => parseServeConfig(['--s3-bucket', 'c', '--s3-part-size', '8MB'], {}), /--s3-part-size/);
   });
@@ -134,7 +159,12 @@ function describeS3(env: S3TestEnv) {
       // And one PUT whose streamed body is the whole blob (digest known up front).
       const again = randomBytes(12 * MiB + 7);
       const second = await rawRequest(a.url, `/v2/${name}/blobs/uploads/`, { method: 'POST' });
-      const monolithic = await streamRequest(a.url, withDigest(second.header('location')!, sha256(again)), 'PUT', Readable.from(slices(again, 300 * KiB)));
+      const monolithic = await streamRequest(
+        a.url,
+        withDigest(second.header('location')!, sha256(again)),
+        'PUT',
+        Readable.from(slices(again, 300 * KiB)),
+      );
       assert.equal(monolithic.status, 201, monolithic.text);
       assert.equal(await digestOfGet(a.url, `/v2/${name}/blobs/${sha256(again)}`), sha256(again));
     });
@@ -181,16 +211,32 @@ function describeS3(env: S3TestEnv) {
       assert.deepEqual(await listPartSizes(admin, bucket, upload.key, upload.uploadId), []);
 
       const seen: number[][] = [];
-      for (const [from, to] of [[0, 6 * MiB], [6 * MiB, 12 * MiB], [12 * MiB, 16 * MiB]]) {
-        const res = await rawRequest(a.url, location, { method: 'PATCH', body: data.subarray(from, to), headers: { 'Content-Range': `${from}-${to - 1}` } });
+      for (const [from, to] of [
+        [0, 6 * MiB],
+        [6 * MiB, 12 * MiB],
+        [12 * MiB, 16 * MiB],
+      ]) {
+        const res = await rawRequest(a.url, location, {
+          method: 'PATCH',
+          body: data.subarray(from, to),
+          headers: { 'Content-Range': `${from}-${to - 1}` },
+        });
         assert.equal(res.status, 202, res.text);
         location = res.header('location')!;
         seen.push(await listPartSizes(admin, bucket, upload.key, upload.uploadId));
-        assert.equal((await listKeys(admin, bucket, `${PREFIX}uploads/${id}/`)).length > 0, to % PART !== 0, 'a staged tail while bytes are left over');
+        assert.equal(
+          (await listKeys(admin, bucket, `${PREFIX}uploads/${id}/`)).length > 0,
+          to % PART !== 0,
+          'a staged tail while bytes are left over',
+        );
       }
       assert.deepEqual(seen, [[PART], [PART, PART], [PART, PART, PART]]);
 
-      const put = await rawRequest(a.url, withDigest(location, sha256(data)), { method: 'PUT', body: data.subarray(16 * MiB), headers: { 'Content-Range': `${16 * MiB}-${data.length - 1}` } });
+      const put = await rawRequest(a.url, withDigest(location, sha256(data)), {
+        method: 'PUT',
+        body: data.subarray(16 * MiB),
+        headers: { 'Content-Range': `${16 * MiB}-${data.length - 1}` },
+      });
       assert.equal(put.status, 201, put.text);
       assert.deepEqual(await listUploads(admin, bucket, `${PREFIX}data/${id}/`), [], 'the multipart upload is completed');
       assert.deepEqual(await listKeys(admin, bucket, `${PREFIX}uploads/${id}/`), [], 'no staging objects remain');
@@ -217,12 +263,18 @@ function describeS3(env: S3TestEnv) {
       const candidates = [randomBytes(8 * MiB), randomBytes(8 * MiB)];
       const rest = randomBytes(2 * MiB + 3);
       const start = await rawRequest(a.url, `/v2/${name}/blobs/uploads/`, { method: 'POST' });
-      const first = await rawRequest(b.url, start.header('location')!, { method: 'PATCH', body: head, headers: { 'Content-Range': `0-${head.length - 1}` } });
+      const first = await rawRequest(b.url, start.header('location')!, {
+        method: 'PATCH',
+        body: head,
+        headers: { 'Content-Range': `0-${head.length - 1}` },
+      });
       assert.equal(first.status, 202);
       const location = first.header('location')!;
       const end = head.length + 8 * MiB - 1;
       const results = await Promise.all(
-        [a, b].map((server, i) => rawRequest(server.url, location, { method: 'PATCH', body: candidates[i], headers: { 'Content-Range': `${head.length}-${end}` } })),
+        [a, b].map((server, i) =>
+          rawRequest(server.url, location, { method: 'PATCH', body: candidates[i], headers: { 'Content-Range': `${head.length}-${end}` } }),
+        ),
       );
       assert.deepEqual(results.map((r) => r.status).sort(), [202, 416], results.map((r) => r.text).join(' | '));
       const winner = candidates[results.findIndex((r) => r.status === 202)];
@@ -233,7 +285,11 @@ function describeS3(env: S3TestEnv) {
       assert.equal(status.status, 204);
       assert.equal(status.header('range'), `0-${end}`);
       const data = Buffer.concat([head, winner, rest]);
-      const put = await rawRequest(b.url, withDigest(location, sha256(data)), { method: 'PUT', body: rest, headers: { 'Content-Range': `${end + 1}-${data.length - 1}` } });
+      const put = await rawRequest(b.url, withDigest(location, sha256(data)), {
+        method: 'PUT',
+        body: rest,
+        headers: { 'Content-Range': `${end + 1}-${data.length - 1}` },
+      });
       assert.equal(put.status, 201, put.text);
       assert.equal(await digestOfGet(a.url, `/v2/${name}/blobs/${sha256(data)}`), sha256(data));
     });
@@ -246,7 +302,11 @@ function describeS3(env: S3TestEnv) {
       const rest = randomBytes(24 * MiB + 99);
       const data = Buffer.concat([head, rest]);
       const start = await rawRequest(doomed.url, `/v2/${name}/blobs/uploads/`, { method: 'POST' });
-      const first = await rawRequest(doomed.url, start.header('location')!, { method: 'PATCH', body: head, headers: { 'Content-Range': `0-${head.length - 1}` } });
+      const first = await rawRequest(doomed.url, start.header('location')!, {
+        method: 'PATCH',
+        body: head,
+        headers: { 'Content-Range': `0-${head.length - 1}` },
+      });
       assert.equal(first.status, 202);
       const location = first.header('location')!;
 
@@ -281,7 +341,11 @@ function describeS3(env: S3TestEnv) {
       let resumed: RawResponse | undefined;
       const deadline = Date.now() + 15_000;
       while (Date.now() < deadline) {
-        resumed = await rawRequest(a.url, location, { method: 'PATCH', body: rest, headers: { 'Content-Range': `${head.length}-${data.length - 1}` } });
+        resumed = await rawRequest(a.url, location, {
+          method: 'PATCH',
+          body: rest,
+          headers: { 'Content-Range': `${head.length}-${data.length - 1}` },
+        });
         if (resumed.status !== 416) break;
         assert.equal(resumed.header('range'), `0-${head.length - 1}`, 'the session stays at its last good offset');
         await new Promise((r) => setTimeout(r, 500));
@@ -335,7 +399,10 @@ function describeS3(env: S3TestEnv) {
       const requests: [string, () => Promise<RawResponse>][] = [
         ['POST upload', () => rawRequest(dead.url, `/v2/${name}/blobs/uploads/`, { method: 'POST' })],
         ['GET blob', () => rawRequest(dead.url, `/v2/${name}/blobs/${sha256(data)}`)],
-        ['PATCH', () => rawRequest(dead.url, location, { method: 'PATCH', body: data, headers: { 'Content-Range': `0-${data.length - 1}` } })],
+        [
+          'PATCH',
+          () => rawRequest(dead.url, location, { method: 'PATCH', body: data, headers: { 'Content-Range': `0-${data.length - 1}` } }),
+        ],
         ['PUT', () => rawRequest(dead.url, withDigest(location, sha256(data)), { method: 'PUT', body: data })],
       ];
       for (const [label, send] of requests) {
@@ -361,7 +428,11 @@ function describeS3(env: S3TestEnv) {
       const rest = randomBytes(20 * MiB + 1);
       const data = Buffer.concat([head, rest]);
       const start = await rawRequest(flaky.url, `/v2/${name}/blobs/uploads/`, { method: 'POST' });
-      const first = await rawRequest(flaky.url, start.header('location')!, { method: 'PATCH', body: head, headers: { 'Content-Range': `0-${head.length - 1}` } });
+      const first = await rawRequest(flaky.url, start.header('location')!, {
+        method: 'PATCH',
+        body: head,
+        headers: { 'Content-Range': `0-${head.length - 1}` },
+      });
       assert.equal(first.status, 202);
       const location = first.header('location')!;
 
@@ -389,7 +460,11 @@ function describeS3(env: S3TestEnv) {
 
       const status = await rawRequest(a.url, location);
       assert.equal(status.header('range'), `0-${head.length - 1}`);
-      const resumed = await rawRequest(a.url, withDigest(location, sha256(data)), { method: 'PUT', body: rest, headers: { 'Content-Range': `${head.length}-${data.length - 1}` } });
+      const resumed = await rawRequest(a.url, withDigest(location, sha256(data)), {
+        method: 'PUT',
+        body: rest,
+        headers: { 'Content-Range': `${head.length}-${data.length - 1}` },
+      });
       assert.equal(resumed.status, 201, resumed.text);
       assert.equal(await digestOfGet(b.url, `/v2/${name}/blobs/${sha256(data)}`), sha256(data));
     });
@@ -420,7 +495,11 @@ function describeS3(env: S3TestEnv) {
       let turn = 1;
       for (const [from, to] of chunks) {
         const server = servers[turn++ % servers.length];
-        const res = await rawRequest(server.url, location, { method: 'PATCH', body: data.subarray(from, to), headers: { 'Content-Range': `${from}-${to - 1}` } });
+        const res = await rawRequest(server.url, location, {
+          method: 'PATCH',
+          body: data.subarray(from, to),
+          headers: { 'Content-Range': `${from}-${to - 1}` },
+        });
         assert.equal(res.status, 202, `PATCH ${from}-${to - 1}: ${res.text}`);
         assert.equal(res.header('range'), `0-${to - 1}`);
         location = res.header('location')!;
@@ -474,29 +553,38 @@ function generated(size: number, onProgress?: (sent: number) => void): { stream:
 }
 
 /** Send `body` with chunked transfer encoding (no Content-Length). */
-function streamRequest(base: string, path: string, method: string, body: Readable, headers: Record<string, string> = {}): Promise<RawResponse> {
+function streamRequest(
+  base: string,
+  path: string,
+  method: string,
+  body: Readable,
+  headers: Record<string, string> = {},
+): Promise<RawResponse> {
   const { hostname, port } = new URL(base);
   return new Promise((resolve, reject) => {
-    const req = httpRequest({ hostname, port, path, method, headers: { 'Content-Type': 'application/octet-stream', ...headers }, agent: false }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('error', reject);
-      res.on('end', () => {
-        const data = Buffer.concat(parts);
-        const text = data.toString('utf8');
-        resolve({
-          status: res.statusCode ?? 0,
-          headers: res.headers,
-          body: data,
-          text,
-          json: () => JSON.parse(text),
-          header: (name) => {
-            const v = res.headers[name.toLowerCase()];
-            return Array.isArray(v) ? v.join(', ') : v;
-          },
+    const req = httpRequest(
+      { hostname, port, path, method, headers: { 'Content-Type': 'application/octet-stream', ...headers }, agent: false },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const data = Buffer.concat(parts);
+          const text = data.toString('utf8');
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: data,
+            text,
+            json: () => JSON.parse(text),
+            header: (name) => {
+              const v = res.headers[name.toLowerCase()];
+              return Array.isArray(v) ? v.join(', ') : v;
+            },
+          });
         });
-      });
-    });
+      },
+    );
     req.on('error', reject);
     body.on('error', (error) => req.destroy(error));
     body.pipe(req);

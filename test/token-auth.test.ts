@@ -79,7 +79,9 @@ async function fetchToken(challenge: string, authorization?: string): Promise<st
   const realm = new URL(params.realm);
   const query = new URLSearchParams({ service: params.service });
   if (params.scope) query.set('scope', params.scope);
-  const res = await rawRequest(realm.origin, `${realm.pathname}?${query}`, { headers: authorization ? { Authorization: authorization } : {} });
+  const res = await rawRequest(realm.origin, `${realm.pathname}?${query}`, {
+    headers: authorization ? { Authorization: authorization } : {},
+  });
   assert.equal(res.status, 200, res.text);
   assert.match(res.header('content-type') ?? '', /^application\/json/);
   return res.json().token;
@@ -107,10 +109,15 @@ for (const adapter of ['koa', 'express'] as const) {
       // Login: a token without scopes opens /v2/ only.
       const login = await fetchToken(challenge, basic('alice', 'wonderland'));
       assert.equal((await new TestClient(host.url, { Authorization: `Bearer ${login}` }).req('/v2/')).status, 200);
-      const denied = await new TestClient(host.url, { Authorization: `Bearer ${login}` }).req('/v2/acme/app/blobs/uploads/', { method: 'POST' });
+      const denied = await new TestClient(host.url, { Authorization: `Bearer ${login}` }).req('/v2/acme/app/blobs/uploads/', {
+        method: 'POST',
+      });
       assertError(denied, 401, 'UNAUTHORIZED');
       const pushChallenge = denied.header('www-authenticate')!;
-      assert.equal(pushChallenge, `Bearer realm="${host.url}/token",service="${SERVICE}",scope="repository:acme/app:pull,push",error="insufficient_scope"`);
+      assert.equal(
+        pushChallenge,
+        `Bearer realm="${host.url}/token",service="${SERVICE}",scope="repository:acme/app:pull,push",error="insufficient_scope"`,
+      );
 
       const pusher = new TestClient(host.url, { Authorization: `Bearer ${await fetchToken(pushChallenge, basic('alice', 'wonderland'))}` });
       const { digest, bytes } = await pusher.pushImage('acme/app', 'v1');
@@ -128,7 +135,9 @@ for (const adapter of ['koa', 'express'] as const) {
     it('mounts only from repositories the token may pull; otherwise a plain session, not a 401', async () => {
       const token = async (...scopes: string[]) => {
         const query = scopes.map((scope) => `scope=${scope}`).join('&');
-        const res = await rawRequest(host.url, `/token?service=${SERVICE}&${query}`, { headers: { Authorization: basic('alice', 'wonderland') } });
+        const res = await rawRequest(host.url, `/token?service=${SERVICE}&${query}`, {
+          headers: { Authorization: basic('alice', 'wonderland') },
+        });
         return { Authorization: `Bearer ${res.json().token}` };
       };
       const source = new TestClient(host.url, await token('repository:acme/src:pull,push'));
@@ -144,7 +153,9 @@ for (const adapter of ['koa', 'express'] as const) {
     });
 
     it('refuses a wrong password at the token endpoint with 401 and a Basic challenge', async () => {
-      const res = await rawRequest(host.url, `/token?service=${SERVICE}&scope=repository:acme/app:pull`, { headers: { Authorization: basic('alice', 'nope') } });
+      const res = await rawRequest(host.url, `/token?service=${SERVICE}&scope=repository:acme/app:pull`, {
+        headers: { Authorization: basic('alice', 'nope') },
+      });
       assertError(res, 401, 'UNAUTHORIZED');
       assert.equal(res.header('www-authenticate'), `Basic realm="${SERVICE}"`);
     });
@@ -152,8 +163,16 @@ for (const adapter of ['koa', 'express'] as const) {
     it('answers every bad token with 401 and a Bearer challenge, never 500', async () => {
       const now = Math.floor(Date.now() / 1000);
       const kid = resolveKey({ key: host.privateKey }).kid;
-      const claims = { iss: ISSUER, aud: SERVICE, sub: 'alice', iat: now, exp: now + 300, access: [{ type: 'repository', name: 'acme/app', actions: ['pull', 'push'] }] };
-      const sign = (c: Record<string, unknown>, key = host.privateKey) => new SignJWT(c).setProtectedHeader({ alg: 'ES256', kid }).sign(key);
+      const claims = {
+        iss: ISSUER,
+        aud: SERVICE,
+        sub: 'alice',
+        iat: now,
+        exp: now + 300,
+        access: [{ type: 'repository', name: 'acme/app', actions: ['pull', 'push'] }],
+      };
+      const sign = (c: Record<string, unknown>, key = host.privateKey) =>
+        new SignJWT(c).setProtectedHeader({ alg: 'ES256', kid }).sign(key);
       const stranger = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
       const bad: Record<string, string> = {
         expired: `Bearer ${await sign({ ...claims, iat: now - 900, exp: now - 600 })}`,
@@ -168,7 +187,7 @@ for (const adapter of ['koa', 'express'] as const) {
         'unknown scheme': 'Token abc',
         'Basic to a Bearer registry': basic('alice', 'wonderland'),
         'non-ASCII junk': 'Bearer \u00e9t\u00e9',
-        'oversized': `Bearer ${'a'.repeat(8000)}.b.c`,
+        oversized: `Bearer ${'a'.repeat(8000)}.b.c`,
       };
       const valid = `Bearer ${await sign(claims)}`;
       const requests: [string, string][] = [
@@ -181,7 +200,13 @@ for (const adapter of ['koa', 'express'] as const) {
       const check = (res: RawResponse, what: string) => {
         assert.equal(res.status, 401, `${what}: ${res.status} ${res.text}`);
         const challenge = res.header('www-authenticate') ?? '';
-        assert.match(challenge, new RegExp(`^Bearer realm="${host.url}/token",service="${SERVICE}",scope="repository:acme/app:pull(,push)?",error="(invalid_token|insufficient_scope)"$`), what);
+        assert.match(
+          challenge,
+          new RegExp(
+            `^Bearer realm="${host.url}/token",service="${SERVICE}",scope="repository:acme/app:pull(,push)?",error="(invalid_token|insufficient_scope)"$`,
+          ),
+          what,
+        );
         if (res.body.length > 0) assert.equal(res.json().errors[0].code, 'UNAUTHORIZED', what);
       };
       for (const [name, authorization] of Object.entries(bad)) {

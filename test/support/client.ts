@@ -34,7 +34,8 @@ export function rawRequest(base: string, path: string, init: RawRequest = {}): P
   const { hostname, port } = new URL(base);
   const headers: Record<string, string | number> = { ...init.headers };
   const chunks = Array.isArray(init.body) ? init.body : undefined;
-  const single = chunks || init.body === undefined ? undefined : typeof init.body === 'string' ? Buffer.from(init.body) : (init.body as Buffer);
+  const single =
+    chunks || init.body === undefined ? undefined : typeof init.body === 'string' ? Buffer.from(init.body) : (init.body as Buffer);
   if (single && headers['Content-Length'] === undefined) headers['Content-Length'] = single.length;
   if (chunks) headers['Transfer-Encoding'] = 'chunked';
   return new Promise((resolve, reject) => {
@@ -66,7 +67,10 @@ export function rawRequest(base: string, path: string, init: RawRequest = {}): P
 
 /** A registry client for tests, speaking the protocol step by step. */
 export class TestClient {
-  constructor(readonly base: string, readonly headers: Record<string, string> = {}) {}
+  constructor(
+    readonly base: string,
+    readonly headers: Record<string, string> = {},
+  ) {}
 
   req(path: string, init: RawRequest = {}) {
     return rawRequest(this.base, path, { ...init, headers: { ...this.headers, ...init.headers } });
@@ -93,7 +97,9 @@ export class TestClient {
 
   /** Push a config and one layer, then an image manifest under `tag`; returns its digest and bytes. */
   async pushImage(repo: string, tag: string, extra: Record<string, unknown> = {}) {
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, n: Math.random() }));
+    const config = Buffer.from(
+      JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, n: Math.random() }),
+    );
     const layer = randomBlob(1024);
     await this.pushBlob(repo, config);
     await this.pushBlob(repo, layer);

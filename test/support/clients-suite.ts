@@ -130,12 +130,21 @@ export function describeClients(name: string, start: () => Promise<RegistryUnder
 
         const raw = await skopeo('inspect', '--tls-verify=false', '--raw', `docker://${host}/clients/multi:v1`);
         assert.equal(sha256(raw), index.digest, 'the index is stored byte-identical');
-        for (const [arch, expected] of [['amd64', amd64], ['arm64', arm64]] as const) {
-          const info = JSON.parse(await skopeo('inspect', '--tls-verify=false', '--override-arch', arch, `docker://${host}/clients/multi:v1`));
+        for (const [arch, expected] of [
+          ['amd64', amd64],
+          ['arm64', arm64],
+        ] as const) {
+          const info = JSON.parse(
+            await skopeo('inspect', '--tls-verify=false', '--override-arch', arch, `docker://${host}/clients/multi:v1`),
+          );
           // skopeo reports the index's digest; the platform's image shows in its layers.
           const child = JSON.parse((await layout.read(expected.digest)).toString());
           assert.equal(info.Architecture, arch);
-          assert.deepEqual(info.Layers, child.layers.map((l: { digest: string }) => l.digest), arch);
+          assert.deepEqual(
+            info.Layers,
+            child.layers.map((l: { digest: string }) => l.digest),
+            arch,
+          );
         }
         const out = join(work, 'multi-out');
         await skopeo('copy', '--all', '--src-tls-verify=false', `docker://${host}/clients/multi:v1`, `oci:${out}:v1`);
@@ -148,7 +157,12 @@ export function describeClients(name: string, start: () => Promise<RegistryUnder
       it('finds an SBOM attached to an image (subject + artifactType) through the referrers API', async () => {
         const layout = await LayoutBuilder.create(await mkdtemp(join(work, 'sbom-')));
         const image = await layout.image({ layers: 1, label: 'sbom' });
-        const sbom = await layout.artifact(image, 'application/spdx+json', JSON.stringify({ spdxVersion: 'SPDX-2.3', name: 'clients' }), 'application/spdx+json');
+        const sbom = await layout.artifact(
+          image,
+          'application/spdx+json',
+          JSON.stringify({ spdxVersion: 'SPDX-2.3', name: 'clients' }),
+          'application/spdx+json',
+        );
         const signature = await layout.artifact(image, 'application/vnd.example.signature', 'signed', 'application/octet-stream');
         await layout.tag('v1', image).tag('sbom', sbom).tag('sig', signature).save();
         await skopeo('copy', '--dest-tls-verify=false', `oci:${layout.dir}:v1`, `docker://${host}/clients/sbom:v1`);
@@ -166,11 +180,19 @@ export function describeClients(name: string, start: () => Promise<RegistryUnder
         const listed = (await all.json()) as { manifests: { digest: string; artifactType: string; size: number }[] };
         assert.deepEqual(
           listed.manifests.map((m) => [m.digest, m.artifactType, m.size]).sort(),
-          [[sbom.digest, 'application/spdx+json', sbom.size], [signature.digest, 'application/vnd.example.signature', signature.size]].sort(),
+          [
+            [sbom.digest, 'application/spdx+json', sbom.size],
+            [signature.digest, 'application/vnd.example.signature', signature.size],
+          ].sort(),
         );
-        const filtered = await api(`/v2/clients/sbom/referrers/${image.digest}?artifactType=${encodeURIComponent('application/spdx+json')}`);
+        const filtered = await api(
+          `/v2/clients/sbom/referrers/${image.digest}?artifactType=${encodeURIComponent('application/spdx+json')}`,
+        );
         assert.equal(filtered.headers.get('oci-filters-applied'), 'artifactType');
-        assert.deepEqual(((await filtered.json()) as typeof listed).manifests.map((m) => m.digest), [sbom.digest]);
+        assert.deepEqual(
+          ((await filtered.json()) as typeof listed).manifests.map((m) => m.digest),
+          [sbom.digest],
+        );
       });
     });
 
@@ -183,7 +205,11 @@ export function describeClients(name: string, start: () => Promise<RegistryUnder
 
     describe('podman', { skip: skips.podman }, () => {
       const podman = (...args: string[]) =>
-        run('podman', [...storage('podman'), '--tmpdir', join(work, 'podman-tmp'), '--events-backend', 'none', '--cgroup-manager', 'cgroupfs', ...args], storageEnv());
+        run(
+          'podman',
+          [...storage('podman'), '--tmpdir', join(work, 'podman-tmp'), '--events-backend', 'none', '--cgroup-manager', 'cgroupfs', ...args],
+          storageEnv(),
+        );
 
       it('imports a rootfs, pushes, removes it locally, pulls it back with the same image ID', async () => {
         const rootfs = await makeRootfs(work, 'podman');
@@ -200,7 +226,10 @@ export function describeClients(name: string, start: () => Promise<RegistryUnder
         assert.equal((await podman('image', 'inspect', '--format', '{{.Id}}', ref)).trim(), id);
         // Also pushable as Docker schema2 under another tag.
         await podman('push', '--tls-verify=false', '--format', 'v2s2', ref, `docker://${host}/clients/podman:v2s2`);
-        const head = await api('/v2/clients/podman/manifests/v2s2', { method: 'HEAD', headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' } });
+        const head = await api('/v2/clients/podman/manifests/v2s2', {
+          method: 'HEAD',
+          headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json' },
+        });
         assert.equal(head.headers.get('content-type'), 'application/vnd.docker.distribution.manifest.v2+json');
       });
     });
@@ -227,4 +256,3 @@ export function describeClients(name: string, start: () => Promise<RegistryUnder
     });
   });
 }
-

@@ -121,7 +121,9 @@ export function tarOf(files: Record<string, Buffer | string>): Buffer {
       mkdirSync(dirname(join(root, name)), { recursive: true });
       writeFileSync(join(root, name), data);
     }
-    return execFileSync('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-C', root, '-cf', '-', '.'], { maxBuffer: 1 << 28 });
+    return execFileSync('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-C', root, '-cf', '-', '.'], {
+      maxBuffer: 1 << 28,
+    });
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -27,25 +27,42 @@ export async function makeOciLayout(tag: string, layers = 2): Promise<{ dir: str
     const root = join(dir, `rootfs${i}`);
     await mkdir(join(root, 'data'), { recursive: true });
     await writeFile(join(root, 'data', `file${i}.bin`), randomBytes(64 * 1024 * (i + 1)));
-    const tar = execFileSync('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '-C', root, '-cf', '-', 'data'], { maxBuffer: 1 << 28 });
+    const tar = execFileSync('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '-C', root, '-cf', '-', 'data'], {
+      maxBuffer: 1 << 28,
+    });
     diffIds.push(digestOf(tar));
     const gz = execFileSync('gzip', ['-n', '-c'], { input: tar, maxBuffer: 1 << 28 });
     layerDescriptors.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...(await writeBlob(layout, gz)) });
   }
-  const config = Buffer.from(JSON.stringify({
-    architecture: 'amd64',
-    os: 'linux',
-    config: { Cmd: ['/bin/sh'] },
-    rootfs: { type: 'layers', diff_ids: diffIds },
-    history: diffIds.map(() => ({ created_by: 'berth test' })),
-  }));
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Cmd: ['/bin/sh'] },
+      rootfs: { type: 'layers', diff_ids: diffIds },
+      history: diffIds.map(() => ({ created_by: 'berth test' })),
+    }),
+  );
   const configDesc = { mediaType: 'application/vnd.oci.image.config.v1+json', ...(await writeBlob(layout, config)) };
-  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: configDesc, layers: layerDescriptors }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: configDesc,
+      layers: layerDescriptors,
+    }),
+  );
   const manifestDesc = await writeBlob(layout, manifest);
   const index = {
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifestDesc, annotations: { 'org.opencontainers.image.ref.name': tag } }],
+    manifests: [
+      {
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        ...manifestDesc,
+        annotations: { 'org.opencontainers.image.ref.name': tag },
+      },
+    ],
   };
   await writeFile(join(layout, 'index.json'), JSON.stringify(index));
   return { dir, manifestDigest: manifestDesc.digest };

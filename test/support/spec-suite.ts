@@ -88,7 +88,11 @@ export function describeSpec(
         const location = start.header('location')!;
         assert.match(location, new RegExp(`^/v2/${repo}/blobs/uploads/[0-9a-f-]{36}$`));
         assert.equal(start.header('range'), '0-0');
-        const put = await client.req(`${location}?digest=${sha256(data)}`, { method: 'PUT', body: data, headers: { 'Content-Type': 'application/octet-stream' } });
+        const put = await client.req(`${location}?digest=${sha256(data)}`, {
+          method: 'PUT',
+          body: data,
+          headers: { 'Content-Type': 'application/octet-stream' },
+        });
         assert.equal(put.status, 201, put.text);
         assert.equal(put.header('location'), `/v2/${repo}/blobs/${sha256(data)}`);
         assert.equal(put.header('docker-content-digest'), sha256(data));
@@ -109,7 +113,11 @@ export function describeSpec(
       it('accepts a single-POST monolithic upload', async () => {
         const repo = repoName();
         const data = randomBlob(5000);
-        const res = await client.req(`/v2/${repo}/blobs/uploads/?digest=${sha256(data)}`, { method: 'POST', body: data, headers: { 'Content-Type': 'application/octet-stream' } });
+        const res = await client.req(`/v2/${repo}/blobs/uploads/?digest=${sha256(data)}`, {
+          method: 'POST',
+          body: data,
+          headers: { 'Content-Type': 'application/octet-stream' },
+        });
         assert.equal(res.status, 201, res.text);
         assert.equal(res.header('location'), `/v2/${repo}/blobs/${sha256(data)}`);
         assert.ok((await client.req(`/v2/${repo}/blobs/${sha256(data)}`)).body.equals(data));
@@ -153,7 +161,7 @@ export function describeSpec(
 
       it('rejects malformed digests with 400 DIGEST_INVALID', async () => {
         const repo = repoName();
-        for (const digest of ['sha256:abc', 'sha256:' + 'A'.repeat(64), 'md5:' + 'a'.repeat(32), 'nocolon', 'sha256:../../etc']) {
+        for (const digest of ['sha256:abc', `sha256:${'A'.repeat(64)}`, `md5:${'a'.repeat(32)}`, 'nocolon', 'sha256:../../etc']) {
           const start = await client.req(`/v2/${repo}/blobs/uploads/`, { method: 'POST' });
           const put = await client.req(`${start.header('location')}?digest=${encodeURIComponent(digest)}`, { method: 'PUT', body: 'x' });
           assertError(put, 400, 'DIGEST_INVALID');
@@ -306,11 +314,23 @@ export function describeSpec(
         assert.equal(status.status, 204);
         assert.equal(status.header('range'), '0-99');
         // Out-of-order final chunk on the closing PUT ([main]).
-        const badPut = await client.req(`${location}?digest=${sha256(data)}`, { method: 'PUT', body: data.subarray(200), headers: { 'Content-Range': '200-299' } });
+        const badPut = await client.req(`${location}?digest=${sha256(data)}`, {
+          method: 'PUT',
+          body: data.subarray(200),
+          headers: { 'Content-Range': '200-299' },
+        });
         assert.equal(badPut.status, 416);
-        const second = await client.req(location, { method: 'PATCH', body: data.subarray(100, 200), headers: { 'Content-Range': '100-199' } });
+        const second = await client.req(location, {
+          method: 'PATCH',
+          body: data.subarray(100, 200),
+          headers: { 'Content-Range': '100-199' },
+        });
         assert.equal(second.status, 202);
-        const put = await client.req(`${location}?digest=${sha256(data)}`, { method: 'PUT', body: data.subarray(200), headers: { 'Content-Range': '200-299' } });
+        const put = await client.req(`${location}?digest=${sha256(data)}`, {
+          method: 'PUT',
+          body: data.subarray(200),
+          headers: { 'Content-Range': '200-299' },
+        });
         assert.equal(put.status, 201, put.text);
         assert.ok((await client.req(`/v2/${repo}/blobs/${sha256(data)}`)).body.equals(data));
       });
@@ -380,7 +400,11 @@ export function describeSpec(
         const data = randomBlob(4_000_000);
         const results = await Promise.all(
           [0, 1].map(() =>
-            client.req(location, { method: 'PATCH', body: [data.subarray(0, 2_000_000), data.subarray(2_000_000)], headers: { 'Content-Range': `0-${data.length - 1}` } }),
+            client.req(location, {
+              method: 'PATCH',
+              body: [data.subarray(0, 2_000_000), data.subarray(2_000_000)],
+              headers: { 'Content-Range': `0-${data.length - 1}` },
+            }),
           ),
         );
         assert.deepEqual(results.map((r) => r.status).sort(), [202, 416]);
@@ -395,7 +419,11 @@ export function describeSpec(
         const start = await client.req(`/v2/${repo}/blobs/uploads/?digest-algorithm=sha512`, { method: 'POST' });
         const location = start.header('location')!;
         await client.req(location, { method: 'PATCH', body: data.subarray(0, 4000), headers: { 'Content-Range': '0-3999' } });
-        const put = await client.req(`${location}?digest=${sha512(data)}`, { method: 'PUT', body: data.subarray(4000), headers: { 'Content-Range': `4000-${data.length - 1}` } });
+        const put = await client.req(`${location}?digest=${sha512(data)}`, {
+          method: 'PUT',
+          body: data.subarray(4000),
+          headers: { 'Content-Range': `4000-${data.length - 1}` },
+        });
         assert.equal(put.status, 201, put.text);
         assert.ok((await client.req(`/v2/${repo}/blobs/${sha512(data)}`)).body.equals(data));
       });
@@ -417,7 +445,13 @@ export function describeSpec(
         const to = repoName();
         const from = repoName();
         const digest = await client.pushBlob(from, randomBlob(50));
-        for (const query of [`mount=${sha256('unknown')}&from=${from}`, `mount=${digest}&from=${repoName()}`, `mount=${sha256('unknown')}`, `mount=bad&from=${from}`, `mount=${digest}&from=NOT..valid`]) {
+        for (const query of [
+          `mount=${sha256('unknown')}&from=${from}`,
+          `mount=${digest}&from=${repoName()}`,
+          `mount=${sha256('unknown')}`,
+          `mount=bad&from=${from}`,
+          `mount=${digest}&from=NOT..valid`,
+        ]) {
           const res = await client.req(`/v2/${to}/blobs/uploads/?${query}`, { method: 'POST' });
           assert.equal(res.status, 202, query);
           assert.match(res.header('location')!, new RegExp(`^/v2/${to}/blobs/uploads/`));
@@ -473,7 +507,12 @@ export function describeSpec(
         const repo = repoName();
         const config = Buffer.from('{}');
         await client.pushBlob(repo, config);
-        const manifest = JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: EMPTY_CONFIG, digest: sha256(config), size: 2 }, layers: [] });
+        const manifest = JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_MANIFEST,
+          config: { mediaType: EMPTY_CONFIG, digest: sha256(config), size: 2 },
+          layers: [],
+        });
         for (const digest of [sha256(manifest), sha512(manifest)]) {
           const res = await client.pushManifest(repo, digest, manifest);
           assert.equal(res.status, 201, res.text);
@@ -492,7 +531,12 @@ export function describeSpec(
         const missing = sha256('missing layer');
         const config = Buffer.from('{"a":1}');
         await client.pushBlob(repo, config);
-        const manifest = { schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length }, layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: missing, size: 5 }] };
+        const manifest = {
+          schemaVersion: 2,
+          mediaType: OCI_MANIFEST,
+          config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+          layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: missing, size: 5 }],
+        };
         const before = await snapshot(repo, [existing]);
         const res = await client.pushManifest(repo, 'keep', manifest);
         assertError(res, 400, 'MANIFEST_BLOB_UNKNOWN');
@@ -515,7 +559,14 @@ export function describeSpec(
           schemaVersion: 2,
           mediaType: OCI_MANIFEST,
           config: { mediaType: EMPTY_CONFIG, digest: sha256(config), size: 2 },
-          layers: [{ mediaType: 'application/vnd.oci.image.layer.nondistributable.v1.tar', digest: sha256('foreign'), size: 7, urls: ['https://example.com/layer'] }],
+          layers: [
+            {
+              mediaType: 'application/vnd.oci.image.layer.nondistributable.v1.tar',
+              digest: sha256('foreign'),
+              size: 7,
+              urls: ['https://example.com/layer'],
+            },
+          ],
           subject: { mediaType: OCI_MANIFEST, digest: subject, size: 100 },
         };
         const res = await client.pushManifest(repo, 'foreign', manifest);
@@ -536,7 +587,10 @@ export function describeSpec(
           [JSON.stringify({ schemaVersion: 1, config: cfg, layers: [] }), OCI_MANIFEST],
           [JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, layers: [] }), OCI_MANIFEST],
           [JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: cfg }), OCI_MANIFEST],
-          [JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { ...cfg, digest: 'sha256:zz' }, layers: [] }), OCI_MANIFEST],
+          [
+            JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { ...cfg, digest: 'sha256:zz' }, layers: [] }),
+            OCI_MANIFEST,
+          ],
           [JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { ...cfg, size: -1 }, layers: [] }), OCI_MANIFEST],
           [JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] }), OCI_MANIFEST],
           [JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: {} }), OCI_INDEX],
@@ -558,7 +612,13 @@ export function describeSpec(
         const res = await client.pushManifest(repo, 'notype', noType, OCI_MANIFEST);
         assert.equal(res.status, 201, res.text);
         assert.equal((await client.req(`/v2/${repo}/manifests/notype`)).header('content-type'), OCI_MANIFEST);
-        const artifact = JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: 'application/vnd.example.sbom', config: cfg, layers: [] });
+        const artifact = JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_MANIFEST,
+          artifactType: 'application/vnd.example.sbom',
+          config: cfg,
+          layers: [],
+        });
         assert.equal((await client.pushManifest(repo, 'artifact', artifact)).status, 201);
         const generic = await client.pushManifest(repo, 'generic', artifact, 'application/json');
         assert.equal(generic.status, 201, generic.text);
@@ -571,17 +631,33 @@ export function describeSpec(
         await client.pushBlob(repo, config);
         const annotations: Record<string, string> = {};
         for (let i = 0; i < 390; i++) annotations[`key${i}`] = 'v'.repeat(10_000);
-        const big = JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: EMPTY_CONFIG, digest: sha256(config), size: 2 }, layers: [], annotations });
+        const big = JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_MANIFEST,
+          config: { mediaType: EMPTY_CONFIG, digest: sha256(config), size: 2 },
+          layers: [],
+          annotations,
+        });
         const ok = await client.pushManifest(repo, 'big', big);
         assert.equal(ok.status, 201, ok.text.slice(0, 200));
         assert.ok((await client.req(`/v2/${repo}/manifests/big`)).body.equals(Buffer.from(big)));
         for (let i = 390; i < 440; i++) annotations[`key${i}`] = 'v'.repeat(10_000);
-        const tooBig = JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: EMPTY_CONFIG, digest: sha256(config), size: 2 }, layers: [], annotations });
+        const tooBig = JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_MANIFEST,
+          config: { mediaType: EMPTY_CONFIG, digest: sha256(config), size: 2 },
+          layers: [],
+          annotations,
+        });
         const res = await client.pushManifest(repo, 'toobig', tooBig);
         assert.equal(res.status, 413);
         assertError(await client.req(`/v2/${repo}/manifests/toobig`), 404, 'MANIFEST_UNKNOWN');
         // Without Content-Length (chunked), the limit still holds.
-        const chunked = await client.req(`/v2/${repo}/manifests/toobig`, { method: 'PUT', body: [Buffer.from(tooBig)], headers: { 'Content-Type': OCI_MANIFEST } });
+        const chunked = await client.req(`/v2/${repo}/manifests/toobig`, {
+          method: 'PUT',
+          body: [Buffer.from(tooBig)],
+          headers: { 'Content-Type': OCI_MANIFEST },
+        });
         assert.equal(chunked.status, 413);
       });
 
@@ -600,7 +676,13 @@ export function describeSpec(
       it('pushes image indexes only when their children are in the repository', async () => {
         const repo = repoName();
         const child = await client.pushImage(repo, 'amd64');
-        const index = { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: child.digest, size: child.size, platform: { os: 'linux', architecture: 'amd64' } }] };
+        const index = {
+          schemaVersion: 2,
+          mediaType: OCI_INDEX,
+          manifests: [
+            { mediaType: OCI_MANIFEST, digest: child.digest, size: child.size, platform: { os: 'linux', architecture: 'amd64' } },
+          ],
+        };
         const ok = await client.pushManifest(repo, 'multi', index, OCI_INDEX);
         assert.equal(ok.status, 201, ok.text);
         assert.equal((await client.req(`/v2/${repo}/manifests/multi`)).header('content-type'), OCI_INDEX);
@@ -623,7 +705,18 @@ export function describeSpec(
           layers: [{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', digest: sha256(layer), size: layer.length }],
         });
         assert.equal((await client.pushManifest(repo, 'docker', manifest, DOCKER_MANIFEST)).status, 201);
-        const list = JSON.stringify({ schemaVersion: 2, mediaType: DOCKER_LIST, manifests: [{ mediaType: DOCKER_MANIFEST, digest: sha256(manifest), size: manifest.length, platform: { architecture: 'amd64', os: 'linux' } }] });
+        const list = JSON.stringify({
+          schemaVersion: 2,
+          mediaType: DOCKER_LIST,
+          manifests: [
+            {
+              mediaType: DOCKER_MANIFEST,
+              digest: sha256(manifest),
+              size: manifest.length,
+              platform: { architecture: 'amd64', os: 'linux' },
+            },
+          ],
+        });
         assert.equal((await client.pushManifest(repo, 'list', list, DOCKER_LIST)).status, 201);
         const get = await client.req(`/v2/${repo}/manifests/list`);
         assert.equal(get.header('content-type'), DOCKER_LIST);
@@ -637,20 +730,42 @@ export function describeSpec(
         const two = await client.pushImage(repo, 'latest');
         assert.equal((await client.req(`/v2/${repo}/manifests/latest`)).header('docker-content-digest'), two.digest);
         assert.equal((await client.req(`/v2/${repo}/manifests/${one.digest}`)).status, 200);
-        const res = await client.req(`/v2/${repo}/manifests/${one.digest}?tag=a&tag=b&tag=c`, { method: 'PUT', body: one.bytes, headers: { 'Content-Type': OCI_MANIFEST } });
+        const res = await client.req(`/v2/${repo}/manifests/${one.digest}?tag=a&tag=b&tag=c`, {
+          method: 'PUT',
+          body: one.bytes,
+          headers: { 'Content-Type': OCI_MANIFEST },
+        });
         assert.equal(res.status, 201, res.text);
-        assert.deepEqual(res.header('oci-tag')!.split(',').map((t) => t.trim()).sort(), ['a', 'b', 'c']);
+        assert.deepEqual(
+          res
+            .header('oci-tag')!
+            .split(',')
+            .map((t) => t.trim())
+            .sort(),
+          ['a', 'b', 'c'],
+        );
         for (const tag of ['a', 'b', 'c']) {
           assert.equal((await client.req(`/v2/${repo}/manifests/${tag}`, { method: 'HEAD' })).header('docker-content-digest'), one.digest);
         }
-        assertError(await client.req(`/v2/${repo}/manifests/${one.digest}?tag=ok&tag=-bad`, { method: 'PUT', body: one.bytes, headers: { 'Content-Type': OCI_MANIFEST } }), 400);
+        assertError(
+          await client.req(`/v2/${repo}/manifests/${one.digest}?tag=ok&tag=-bad`, {
+            method: 'PUT',
+            body: one.bytes,
+            headers: { 'Content-Type': OCI_MANIFEST },
+          }),
+          400,
+        );
         assertError(await client.req(`/v2/${repo}/manifests/ok`), 404);
       });
 
       it('deletes tags (pointer only) and manifests (with the tags still on them)', async () => {
         const repo = repoName();
         const one = await client.pushImage(repo, 'one');
-        await client.req(`/v2/${repo}/manifests/${one.digest}?tag=also&tag=moved`, { method: 'PUT', body: one.bytes, headers: { 'Content-Type': OCI_MANIFEST } });
+        await client.req(`/v2/${repo}/manifests/${one.digest}?tag=also&tag=moved`, {
+          method: 'PUT',
+          body: one.bytes,
+          headers: { 'Content-Type': OCI_MANIFEST },
+        });
         const two = await client.pushImage(repo, 'moved');
         assert.equal((await client.req(`/v2/${repo}/manifests/also`, { method: 'DELETE' })).status, 202);
         assertError(await client.req(`/v2/${repo}/manifests/also`), 404, 'MANIFEST_UNKNOWN');
@@ -709,10 +824,34 @@ export function describeSpec(
         const config = Buffer.from('{}');
         await client.pushBlob(repo, config);
         const subjectDesc = { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.size };
-        const sbom = JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: 'application/vnd.example.sbom+json', config: { mediaType: EMPTY_CONFIG, digest: sha256(config), size: 2 }, layers: [], subject: subjectDesc, annotations: { 'org.example.kind': 'sbom' } });
-        const sig = JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.example.signature.config', digest: sha256(config), size: 2 }, layers: [], subject: subjectDesc });
-        const idx = JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [], subject: subjectDesc, annotations: { kind: 'index' } });
-        for (const [body, type] of [[sbom, OCI_MANIFEST], [sig, OCI_MANIFEST], [idx, OCI_INDEX]]) {
+        const sbom = JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_MANIFEST,
+          artifactType: 'application/vnd.example.sbom+json',
+          config: { mediaType: EMPTY_CONFIG, digest: sha256(config), size: 2 },
+          layers: [],
+          subject: subjectDesc,
+          annotations: { 'org.example.kind': 'sbom' },
+        });
+        const sig = JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_MANIFEST,
+          config: { mediaType: 'application/vnd.example.signature.config', digest: sha256(config), size: 2 },
+          layers: [],
+          subject: subjectDesc,
+        });
+        const idx = JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_INDEX,
+          manifests: [],
+          subject: subjectDesc,
+          annotations: { kind: 'index' },
+        });
+        for (const [body, type] of [
+          [sbom, OCI_MANIFEST],
+          [sig, OCI_MANIFEST],
+          [idx, OCI_INDEX],
+        ]) {
           const res = await client.pushManifest(repo, sha256(body), body, type);
           assert.equal(res.status, 201, res.text);
           assert.equal(res.header('oci-subject'), subject.digest);
@@ -724,15 +863,34 @@ export function describeSpec(
         assert.equal(index.schemaVersion, 2);
         assert.equal(index.mediaType, OCI_INDEX);
         const byDigest = Object.fromEntries(index.manifests.map((m: any) => [m.digest, m]));
-        assert.deepEqual(byDigest[sha256(sbom)], { mediaType: OCI_MANIFEST, digest: sha256(sbom), size: sbom.length, artifactType: 'application/vnd.example.sbom+json', annotations: { 'org.example.kind': 'sbom' } });
-        assert.deepEqual(byDigest[sha256(sig)], { mediaType: OCI_MANIFEST, digest: sha256(sig), size: sig.length, artifactType: 'application/vnd.example.signature.config' });
-        assert.deepEqual(byDigest[sha256(idx)], { mediaType: OCI_INDEX, digest: sha256(idx), size: idx.length, annotations: { kind: 'index' } });
+        assert.deepEqual(byDigest[sha256(sbom)], {
+          mediaType: OCI_MANIFEST,
+          digest: sha256(sbom),
+          size: sbom.length,
+          artifactType: 'application/vnd.example.sbom+json',
+          annotations: { 'org.example.kind': 'sbom' },
+        });
+        assert.deepEqual(byDigest[sha256(sig)], {
+          mediaType: OCI_MANIFEST,
+          digest: sha256(sig),
+          size: sig.length,
+          artifactType: 'application/vnd.example.signature.config',
+        });
+        assert.deepEqual(byDigest[sha256(idx)], {
+          mediaType: OCI_INDEX,
+          digest: sha256(idx),
+          size: idx.length,
+          annotations: { kind: 'index' },
+        });
         assert.equal(index.manifests.length, 3);
 
         for (const encoded of ['application/vnd.example.sbom%2Bjson', 'application/vnd.example.sbom+json']) {
           const filtered = await client.req(`/v2/${repo}/referrers/${subject.digest}?artifactType=${encoded}`);
           assert.equal(filtered.header('oci-filters-applied'), 'artifactType');
-          assert.deepEqual(filtered.json().manifests.map((m: any) => m.digest), [sha256(sbom)]);
+          assert.deepEqual(
+            filtered.json().manifests.map((m: any) => m.digest),
+            [sha256(sbom)],
+          );
         }
         const page1 = await client.req(`/v2/${repo}/referrers/${subject.digest}?n=2`);
         assert.equal(page1.json().manifests.length, 2);
@@ -765,7 +923,14 @@ export function describeSpec(
         const subject = await client.pushImage(a, 's');
         const config = Buffer.from('{}');
         await client.pushBlob(b, config);
-        const ref = JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: 'x/y', config: { mediaType: EMPTY_CONFIG, digest: sha256(config), size: 2 }, layers: [], subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.size } });
+        const ref = JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_MANIFEST,
+          artifactType: 'x/y',
+          config: { mediaType: EMPTY_CONFIG, digest: sha256(config), size: 2 },
+          layers: [],
+          subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.size },
+        });
         assert.equal((await client.pushManifest(b, 'ref', ref)).status, 201);
         assert.deepEqual((await client.req(`/v2/${a}/referrers/${subject.digest}`)).json().manifests, []);
         assert.equal((await client.req(`/v2/${b}/referrers/${subject.digest}`)).json().manifests.length, 1);
@@ -780,8 +945,14 @@ export function describeSpec(
         const all = await client.req('/v2/_catalog?n=1000');
         assert.equal(all.status, 200);
         const repos: string[] = all.json().repositories;
-        assert.deepEqual(repos.filter((r) => r.startsWith(prefix)), names);
-        assert.deepEqual([...repos].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)), repos);
+        assert.deepEqual(
+          repos.filter((r) => r.startsWith(prefix)),
+          names,
+        );
+        assert.deepEqual(
+          [...repos].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0)),
+          repos,
+        );
         const page = await client.req(`/v2/_catalog?n=2&last=${prefix}/a`);
         assert.deepEqual(page.json().repositories, [`${prefix}/b`, `${prefix}/c`]);
         assert.match(page.header('link') ?? '', new RegExp(`last=${encodeURIComponent(`${prefix}/c`)}>; rel="next"`));
@@ -813,7 +984,11 @@ export function describeRestart(name: string, adapter: AdapterName, makeStores: 
         const data = randomBlob(300_000);
         const start = await rawRequest(server.url, `/v2/${repo}/blobs/uploads/`, { method: 'POST' });
         const location = start.header('location')!;
-        const first = await rawRequest(server.url, location, { method: 'PATCH', body: data.subarray(0, 100_000), headers: { 'Content-Range': '0-99999' } });
+        const first = await rawRequest(server.url, location, {
+          method: 'PATCH',
+          body: data.subarray(0, 100_000),
+          headers: { 'Content-Range': '0-99999' },
+        });
         assert.equal(first.status, 202);
         await server.stop();
 
@@ -821,10 +996,18 @@ export function describeRestart(name: string, adapter: AdapterName, makeStores: 
         const status = await rawRequest(server.url, location);
         assert.equal(status.status, 204);
         assert.equal(status.header('range'), '0-99999');
-        const second = await rawRequest(server.url, location, { method: 'PATCH', body: data.subarray(100_000, 200_000), headers: { 'Content-Range': '100000-199999' } });
+        const second = await rawRequest(server.url, location, {
+          method: 'PATCH',
+          body: data.subarray(100_000, 200_000),
+          headers: { 'Content-Range': '100000-199999' },
+        });
         assert.equal(second.status, 202);
         // A wrong digest is still caught on the fallback (re-read) path, and stores nothing.
-        const wrong = await rawRequest(server.url, `${location}?digest=${sha256('wrong')}`, { method: 'PUT', body: data.subarray(200_000), headers: { 'Content-Range': `200000-${data.length - 1}` } });
+        const wrong = await rawRequest(server.url, `${location}?digest=${sha256('wrong')}`, {
+          method: 'PUT',
+          body: data.subarray(200_000),
+          headers: { 'Content-Range': `200000-${data.length - 1}` },
+        });
         assertError(wrong, 400, 'DIGEST_INVALID');
         assertError(await rawRequest(server.url, `/v2/${repo}/blobs/${sha256(data)}`), 404, 'BLOB_UNKNOWN');
         await server.stop();
@@ -836,7 +1019,11 @@ export function describeRestart(name: string, adapter: AdapterName, makeStores: 
         await rawRequest(server.url, loc2, { method: 'PATCH', body: data.subarray(0, 150_000), headers: { 'Content-Range': '0-149999' } });
         await server.stop();
         server = await startRegistry(adapter, stores);
-        const put = await rawRequest(server.url, `${loc2}?digest=${sha256(data)}`, { method: 'PUT', body: data.subarray(150_000), headers: { 'Content-Range': `150000-${data.length - 1}` } });
+        const put = await rawRequest(server.url, `${loc2}?digest=${sha256(data)}`, {
+          method: 'PUT',
+          body: data.subarray(150_000),
+          headers: { 'Content-Range': `150000-${data.length - 1}` },
+        });
         assert.equal(put.status, 201, put.text);
         const get = await rawRequest(server.url, `/v2/${repo}/blobs/${sha256(data)}`);
         assert.ok(get.body.equals(data));

@@ -32,7 +32,14 @@ export async function createDashboard(options: DashboardOptions): Promise<{ app:
   const publicUrl = typeof options.publicUrl === 'string' ? () => options.publicUrl as string : options.publicUrl;
   const logins = basicAuth({ verifyPassword: (login, password) => verifyAccount(login, password) !== undefined });
   // `docker login` / `skopeo login` get tokens here; the grants come from the dashboard's own rule.
-  const tokens = createTokenEndpoint({ signingKey: { key }, service: SERVICE, issuer: SERVICE, authenticate: logins.authenticate, authorize: mayAccess, anonymous: false });
+  const tokens = createTokenEndpoint({
+    signingKey: { key },
+    service: SERVICE,
+    issuer: SERVICE,
+    authenticate: logins.authenticate,
+    authorize: mayAccess,
+    anonymous: false,
+  });
   const registry = createRegistry({
     blobs: new FsBlobStore({ root: join(options.dataDir, 'blobs') }),
     metadata: await createSqlMetadataStore({ filename: join(options.dataDir, 'registry.sqlite') }),

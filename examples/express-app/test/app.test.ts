@@ -47,7 +47,10 @@ describe('express-app: a deployment dashboard with a registry inside', () => {
   it('keeps serving its own routes and JSON API with its own auth', async () => {
     assert.deepEqual(await (await fetch(`${base}/health`)).json(), { ok: true });
     assert.equal((await fetch(`${base}/api/me`)).status, 401);
-    assert.deepEqual(await (await fetch(`${base}/api/me`, { headers: { Authorization: basic('dana') } })).json(), { login: 'dana', orgs: { initech: 'deployer' } });
+    assert.deepEqual(await (await fetch(`${base}/api/me`, { headers: { Authorization: basic('dana') } })).json(), {
+      login: 'dana',
+      orgs: { initech: 'deployer' },
+    });
     const created = await fetch(`${base}/api/deployments`, {
       method: 'POST',
       headers: { Authorization: basic('dana'), 'Content-Type': 'application/json' },
@@ -61,7 +64,10 @@ describe('express-app: a deployment dashboard with a registry inside', () => {
     });
     assert.equal(refused.status, 403);
     const list = await (await fetch(`${base}/api/deployments`, { headers: { Authorization: basic('erin') } })).json();
-    assert.deepEqual(list.deployments.map((d: { image: string }) => d.image), ['initech/web:v1']);
+    assert.deepEqual(
+      list.deployments.map((d: { image: string }) => d.image),
+      ['initech/web:v1'],
+    );
   });
 
   it('logs in with a token, pushes and pulls; watchers pull only; wrong passwords get no token', async () => {
@@ -73,16 +79,26 @@ describe('express-app: a deployment dashboard with a registry inside', () => {
     const config = Buffer.from('{"architecture":"amd64","os":"linux"}');
     const layer = randomBytes(5000);
     for (const blob of [config, layer]) {
-      const res = await fetch(`${base}/v2/initech/web/blobs/uploads/?digest=${sha256(blob)}`, { method: 'POST', body: blob, headers: push });
+      const res = await fetch(`${base}/v2/initech/web/blobs/uploads/?digest=${sha256(blob)}`, {
+        method: 'POST',
+        body: blob,
+        headers: push,
+      });
       assert.equal(res.status, 201);
     }
-    const manifest = Buffer.from(JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
-    }));
-    const put = await fetch(`${base}/v2/initech/web/manifests/v1`, { method: 'PUT', body: manifest, headers: { ...push, 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' } });
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
+      }),
+    );
+    const put = await fetch(`${base}/v2/initech/web/manifests/v1`, {
+      method: 'PUT',
+      body: manifest,
+      headers: { ...push, 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' },
+    });
     assert.equal(put.status, 201);
 
     // erin watches initech: her token for pull,push carries pull only.

@@ -36,7 +36,9 @@ export async function createApp(dataDir: string) {
   // The board's own data: tasks per team, and an activity feed the registry's events feed into.
   const tasks = new Map<string, { id: number; title: string }[]>([['acme', [{ id: 1, title: 'ship the app image' }]]]);
   const activity: { team: string; repository: string; tags: string[]; digest: string }[] = [];
-  registry.events.on('manifest.pushed', ({ repository, tags, digest }) => activity.push({ team: teamOf(repository), repository, tags, digest }));
+  registry.events.on('manifest.pushed', ({ repository, tags, digest }) =>
+    activity.push({ team: teamOf(repository), repository, tags, digest }),
+  );
 
   const router = new Router();
   router.get('/health', (ctx) => {

@@ -35,8 +35,14 @@ describe('koa-app: a task board with a registry inside', () => {
     assert.deepEqual(await (await fetch(`${base}/health`)).json(), { ok: true });
     assert.equal((await fetch(`${base}/api/me`)).status, 401);
     assert.equal((await fetch(`${base}/api/me`, { headers: { Authorization: 'Basic bad' } })).status, 401);
-    assert.deepEqual(await (await fetch(`${base}/api/me`, { headers: basic('alice') })).json(), { username: 'alice', team: 'acme', role: 'admin' });
-    assert.deepEqual(await (await fetch(`${base}/api/tasks`, { headers: basic('bob') })).json(), { tasks: [{ id: 1, title: 'ship the app image' }] });
+    assert.deepEqual(await (await fetch(`${base}/api/me`, { headers: basic('alice') })).json(), {
+      username: 'alice',
+      team: 'acme',
+      role: 'admin',
+    });
+    assert.deepEqual(await (await fetch(`${base}/api/tasks`, { headers: basic('bob') })).json(), {
+      tasks: [{ id: 1, title: 'ship the app image' }],
+    });
     assert.equal((await fetch(`${base}/nope`)).status, 404);
   });
 
@@ -48,15 +54,21 @@ describe('koa-app: a task board with a registry inside', () => {
     const config = Buffer.from('{"architecture":"amd64","os":"linux"}');
     const layer = randomBytes(4096);
     for (const blob of [config, layer]) {
-      const res = await fetch(`${base}/v2/acme/app/blobs/uploads/?digest=${sha256(blob)}`, { method: 'POST', body: blob, headers: basic('alice') });
+      const res = await fetch(`${base}/v2/acme/app/blobs/uploads/?digest=${sha256(blob)}`, {
+        method: 'POST',
+        body: blob,
+        headers: basic('alice'),
+      });
       assert.equal(res.status, 201);
     }
-    const manifest = Buffer.from(JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
-    }));
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
+      }),
+    );
     const put = await fetch(`${base}/v2/acme/app/manifests/v1`, {
       method: 'PUT',
       body: manifest,
@@ -72,7 +84,10 @@ describe('koa-app: a task board with a registry inside', () => {
     assert.equal((await fetch(`${base}/v2/acme/app/blobs/uploads/`, { method: 'POST', headers: basic('bob') })).status, 403);
     // carol (globex) sees nothing of acme, and cannot mount acme's layer into globex.
     assert.equal((await fetch(`${base}/v2/acme/app/tags/list`, { headers: basic('carol') })).status, 403);
-    const mount = await fetch(`${base}/v2/globex/app/blobs/uploads/?mount=${sha256(layer)}&from=acme/app`, { method: 'POST', headers: basic('carol') });
+    const mount = await fetch(`${base}/v2/globex/app/blobs/uploads/?mount=${sha256(layer)}&from=acme/app`, {
+      method: 'POST',
+      headers: basic('carol'),
+    });
     assert.equal(mount.status, 202);
     assert.deepEqual((await (await fetch(`${base}/v2/_catalog`, { headers: basic('carol') })).json()).repositories, []);
 

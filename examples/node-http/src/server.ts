@@ -33,7 +33,12 @@ export async function createService(dataDir: string, publicUrl: () => string): P
   const registry = createRegistry({
     blobs: new FsBlobStore({ root: join(dataDir, 'blobs') }),
     metadata: await createSqlMetadataStore({ filename: join(dataDir, 'registry.sqlite') }),
-    ...tokenAuth({ realm: () => `${publicUrl()}/token`, service: 'node-http-registry', issuer: 'node-http-registry', keys: [{ key: privateKey }] }),
+    ...tokenAuth({
+      realm: () => `${publicUrl()}/token`,
+      service: 'node-http-registry',
+      issuer: 'node-http-registry',
+      keys: [{ key: privateKey }],
+    }),
   });
   let pushes = 0;
   registry.events.on('manifest.pushed', () => pushes++);

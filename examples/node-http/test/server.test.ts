@@ -31,7 +31,9 @@ describe('node-http: a plain node:http service routing to Berth by hand', () => 
   });
 
   const token = async (scope: string, user: string, password: string) => {
-    const res = await fetch(`${base}/token?service=node-http-registry&scope=${scope}`, { headers: { Authorization: basic(user, password) } });
+    const res = await fetch(`${base}/token?service=node-http-registry&scope=${scope}`, {
+      headers: { Authorization: basic(user, password) },
+    });
     return res.status === 200 ? `Bearer ${(await res.json()).token}` : `status ${res.status}`;
   };
 
@@ -45,16 +47,26 @@ describe('node-http: a plain node:http service routing to Berth by hand', () => 
     assert.equal(await token('repository:ci/app:pull,push', 'build-bot', 'nope'), 'status 401');
     const bot = await token('repository:ci/app:pull,push', 'build-bot', 'bot-secret');
     const config = Buffer.from('{}');
-    const put = await fetch(`${base}/v2/ci/app/blobs/uploads/?digest=${sha256(config)}`, { method: 'POST', body: config, headers: { Authorization: bot } });
+    const put = await fetch(`${base}/v2/ci/app/blobs/uploads/?digest=${sha256(config)}`, {
+      method: 'POST',
+      body: config,
+      headers: { Authorization: bot },
+    });
     assert.equal(put.status, 201);
-    const manifest = Buffer.from(JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      artifactType: 'application/vnd.example.report',
-      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(config), size: 2 },
-      layers: [],
-    }));
-    const tagged = await fetch(`${base}/v2/ci/app/manifests/build-1`, { method: 'PUT', body: manifest, headers: { Authorization: bot, 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' } });
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        artifactType: 'application/vnd.example.report',
+        config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(config), size: 2 },
+        layers: [],
+      }),
+    );
+    const tagged = await fetch(`${base}/v2/ci/app/manifests/build-1`, {
+      method: 'PUT',
+      body: manifest,
+      headers: { Authorization: bot, 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' },
+    });
     assert.equal(tagged.status, 201);
     assert.equal((await (await fetch(`${base}/status`)).json()).pushes, 1);
 
@@ -65,6 +77,9 @@ describe('node-http: a plain node:http service routing to Berth by hand', () => 
     assert.equal(head.headers.get('content-length'), '2');
     assert.equal((await fetch(`${base}/v2/ci/app/blobs/uploads/`, { method: 'POST', headers: { Authorization: auditor } })).status, 401);
     const elsewhere = await token('repository:prod/app:pull,push', 'build-bot', 'bot-secret');
-    assert.equal((await fetch(`${base}/v2/prod/app/blobs/uploads/`, { method: 'POST', headers: { Authorization: elsewhere } })).status, 401);
+    assert.equal(
+      (await fetch(`${base}/v2/prod/app/blobs/uploads/`, { method: 'POST', headers: { Authorization: elsewhere } })).status,
+      401,
+    );
   });
 });

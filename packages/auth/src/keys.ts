@@ -28,7 +28,12 @@ export function resolveKey(input: TokenKey): ResolvedKey {
     return { kid, alg: 'HS256', sign: object, verify: object };
   }
   const publicKey = object.type === 'private' ? createPublicKey(object) : object;
-  const kid = input.kid ?? createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('base64url').slice(0, 32);
+  const kid =
+    input.kid ??
+    createHash('sha256')
+      .update(publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('base64url')
+      .slice(0, 32);
   return { kid, alg: algorithmOf(publicKey), sign: object.type === 'private' ? object : undefined, verify: publicKey };
 }
 

@@ -1,5 +1,5 @@
 import { errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { formatScope, header, UnauthorizedError, type AuthHooks, type Principal, type Scope } from '@berthjs/core';
+import { formatScope, header, UnauthorizedError, type AuthHooks, type Scope } from '@berthjs/core';
 import { quote } from './basic.js';
 import { resolveKey, type ResolvedKey, type TokenKey } from './keys.js';
 import { grants, type TokenAccess } from './scope.js';
@@ -90,7 +90,12 @@ function accessOf(claim: unknown): TokenAccess[] {
   if (!Array.isArray(claim)) return [];
   return claim.filter(
     (a): a is TokenAccess =>
-      typeof a === 'object' && a !== null && typeof a.type === 'string' && typeof a.name === 'string' && Array.isArray(a.actions) && a.actions.every((x: unknown) => typeof x === 'string'),
+      typeof a === 'object' &&
+      a !== null &&
+      typeof a.type === 'string' &&
+      typeof a.name === 'string' &&
+      Array.isArray(a.actions) &&
+      a.actions.every((x: unknown) => typeof x === 'string'),
   );
 }
 

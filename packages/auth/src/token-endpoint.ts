@@ -1,6 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
-import { OciError, type Action, type AuthHooks, type BerthHandler, type BerthRequest, type BerthResponse, type Principal } from '@berthjs/core';
+import {
+  OciError,
+  type Action,
+  type AuthHooks,
+  type BerthHandler,
+  type BerthRequest,
+  type BerthResponse,
+  type Principal,
+} from '@berthjs/core';
 import { basicChallenge } from './basic.js';
 import { resolveKey, type TokenKey } from './keys.js';
 import { parseScopes, type RequestedScope, type TokenAccess } from './scope.js';
@@ -99,7 +107,9 @@ export function createTokenEndpoint(options: TokenEndpointOptions): BerthHandler
       const q = request.url.indexOf('?');
       if ((q < 0 ? request.url : request.url.slice(0, q)) !== path) return undefined;
       if (request.method !== 'GET') {
-        return errorResponse(405, new OciError('UNSUPPORTED', { status: 405, message: `${request.method} is not allowed here` }), { Allow: 'GET' });
+        return errorResponse(405, new OciError('UNSUPPORTED', { status: 405, message: `${request.method} is not allowed here` }), {
+          Allow: 'GET',
+        });
       }
       try {
         return await issue(request, new URLSearchParams(q < 0 ? '' : request.url.slice(q + 1)));

@@ -3,14 +3,19 @@ import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose';
-import { OciError, type AuthorizeRequest, type BerthRequest, type BerthResponse } from '@berthjs/core';
+import type { OciError, AuthorizeRequest, BerthRequest, BerthResponse } from '@berthjs/core';
 import { basicAuth } from '../src/basic.js';
 import { resolveKey } from '../src/keys.js';
 import { parseScopes } from '../src/scope.js';
 import { tokenAuth, TokenPrincipal } from '../src/token-auth.js';
 import { createTokenEndpoint } from '../src/token-endpoint.js';
 
-const request = (url: string, headers: Record<string, string> = {}, method = 'GET'): BerthRequest => ({ method, url, headers, body: Readable.from([]) });
+const request = (url: string, headers: Record<string, string> = {}, method = 'GET'): BerthRequest => ({
+  method,
+  url,
+  headers,
+  body: Readable.from([]),
+});
 const basic = (user: string, pass: string) => ({ authorization: `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}` });
 const body = (res: BerthResponse | undefined) => JSON.parse(String(res!.body));
 
@@ -47,7 +52,9 @@ async function tokenFor(endpoint: ReturnType<typeof setup>['endpoint'], query: s
 describe('token endpoint', () => {
   it('answers the Docker token spec shape with exactly the granted scopes', async () => {
     const { endpoint } = setup();
-    const res = await endpoint.handle(request('/token?service=berth.test&scope=repository:acme/app:pull,push&scope=repository:other/x:pull', basic('alice', 'wonderland')));
+    const res = await endpoint.handle(
+      request('/token?service=berth.test&scope=repository:acme/app:pull,push&scope=repository:other/x:pull', basic('alice', 'wonderland')),
+    );
     assert.equal(res?.status, 200);
     assert.equal(res.headers['Cache-Control'], 'no-store');
     const json = body(res);
@@ -68,7 +75,13 @@ describe('token endpoint', () => {
     const { endpoint } = setup();
     const bob = decodeJwt(await tokenFor(endpoint, 'scope=repository:acme/app:pull,push,delete', basic('bob', 'builder')));
     assert.deepEqual(bob.access, [{ type: 'repository', name: 'acme/app', actions: ['pull'] }]);
-    const alice = decodeJwt(await tokenFor(endpoint, `scope=${encodeURIComponent('repository:acme/a:pull repository:acme/a:push')}&scope=repository:acme/b:*&scope=registry:catalog:*&scope=bogus`, basic('alice', 'wonderland')));
+    const alice = decodeJwt(
+      await tokenFor(
+        endpoint,
+        `scope=${encodeURIComponent('repository:acme/a:pull repository:acme/a:push')}&scope=repository:acme/b:*&scope=registry:catalog:*&scope=bogus`,
+        basic('alice', 'wonderland'),
+      ),
+    );
     assert.deepEqual(alice.access, [
       { type: 'repository', name: 'acme/a', actions: ['pull', 'push'] },
       { type: 'repository', name: 'acme/b', actions: ['pull', 'push', 'delete'] },
@@ -85,7 +98,13 @@ describe('token endpoint', () => {
 
   it('refuses a wrong password, other schemes and (when configured) anonymous callers with 401 Basic', async () => {
     const { endpoint } = setup({ anonymous: false });
-    for (const headers of [basic('alice', 'nope'), basic('mallory', 'x'), { authorization: 'Bearer abc' }, { authorization: 'Basic !!!' }, {}]) {
+    for (const headers of [
+      basic('alice', 'nope'),
+      basic('mallory', 'x'),
+      { authorization: 'Bearer abc' },
+      { authorization: 'Basic !!!' },
+      {},
+    ]) {
       const res = await endpoint.handle(request('/token?service=berth.test&scope=repository:acme/app:pull', headers));
       assert.equal(res?.status, 401, JSON.stringify(headers));
       assert.equal(res.headers['WWW-Authenticate'], 'Basic realm="berth.test"');
@@ -131,8 +150,15 @@ describe('tokenAuth hooks', () => {
     assert.ok(principal instanceof TokenPrincipal);
     assert.equal(principal.subject, 'alice');
     assert.equal(await hooks.authorize({ principal, action: 'pull', repository: 'acme/app' }), true);
-    for (const [action, repository] of [['push', 'acme/app'], ['pull', 'acme/app2'], ['pull', 'acme']] as const) {
-      assert.throws(() => hooks.authorize({ principal, action, repository }), (e: OciError) => e.code === 'UNAUTHORIZED' && (e as { reason?: string }).reason === 'insufficient_scope');
+    for (const [action, repository] of [
+      ['push', 'acme/app'],
+      ['pull', 'acme/app2'],
+      ['pull', 'acme'],
+    ] as const) {
+      assert.throws(
+        () => hooks.authorize({ principal, action, repository }),
+        (e: OciError) => e.code === 'UNAUTHORIZED' && (e as { reason?: string }).reason === 'insufficient_scope',
+      );
     }
     assert.equal(await hooks.authorize({ principal: undefined, action: 'pull', repository: 'acme/app' }), false);
     assert.equal(await hooks.authorize({ principal: { username: 'alice' }, action: 'pull', repository: 'acme/app' }), false);
@@ -143,7 +169,9 @@ describe('tokenAuth hooks', () => {
     const { hooks, privateKey } = setup();
     const kid = resolveKey({ key: privateKey }).kid;
     const sign = (claims: Record<string, unknown>, key = privateKey, header: { alg: string; kid: string } = { alg: 'ES256', kid }) =>
-      new SignJWT({ access: [{ type: 'repository', name: 'acme/app', actions: ['pull'] }], ...claims }).setProtectedHeader(header).sign(key);
+      new SignJWT({ access: [{ type: 'repository', name: 'acme/app', actions: ['pull'] }], ...claims })
+        .setProtectedHeader(header)
+        .sign(key);
     const now = Math.floor(Date.now() / 1000);
     const good = { iss: 'berth-issuer', aud: 'berth.test', sub: 'alice', iat: now, exp: now + 60 };
     assert.ok((await authenticate(hooks, `Bearer ${await sign(good)}`)) instanceof TokenPrincipal);
@@ -156,7 +184,7 @@ describe('tokenAuth hooks', () => {
       'unknown kid': `Bearer ${await sign(good, other, { alg: 'ES256', kid: 'someone-else' })}`,
       'wrong audience': `Bearer ${await sign({ ...good, aud: 'another-registry' })}`,
       'wrong issuer': `Bearer ${await sign({ ...good, iss: 'mallory' })}`,
-      'alg none': `Bearer ${Buffer.from('{"alg":"none","kid":"' + kid + '"}').toString('base64url')}.${Buffer.from(JSON.stringify(good)).toString('base64url')}.`,
+      'alg none': `Bearer ${Buffer.from(`{"alg":"none","kid":"${kid}"}`).toString('base64url')}.${Buffer.from(JSON.stringify(good)).toString('base64url')}.`,
       'HS256 with the public key': `Bearer ${await new SignJWT(good).setProtectedHeader({ alg: 'HS256', kid }).sign(new Uint8Array(32))}`,
       garbage: 'Bearer abc.def.ghi',
       'no token': 'Bearer',
@@ -164,7 +192,11 @@ describe('tokenAuth hooks', () => {
       'two tokens': 'Bearer a b',
     };
     for (const [name, value] of Object.entries(cases)) {
-      await assert.rejects(authenticate(hooks, value) as Promise<unknown>, (e: OciError) => e.code === 'UNAUTHORIZED' && (e as { reason?: string }).reason === 'invalid_token', name);
+      await assert.rejects(
+        authenticate(hooks, value) as Promise<unknown>,
+        (e: OciError) => e.code === 'UNAUTHORIZED' && (e as { reason?: string }).reason === 'invalid_token',
+        name,
+      );
     }
   });
 
@@ -177,7 +209,12 @@ describe('tokenAuth hooks', () => {
     const oldToken = await tokenFor(oldEndpoint, 'scope=repository:a/b:pull');
     const newToken = await tokenFor(newEndpoint, 'scope=repository:a/b:pull');
     assert.equal(decodeProtectedHeader(newToken).alg, 'RS256');
-    const both = tokenAuth({ realm: 'r', service: 's', issuer: 'i', keys: [{ key: createPublicKey(newKey).export({ type: 'spki', format: 'pem' }) as string }, { key: createPublicKey(oldKey) }] });
+    const both = tokenAuth({
+      realm: 'r',
+      service: 's',
+      issuer: 'i',
+      keys: [{ key: createPublicKey(newKey).export({ type: 'spki', format: 'pem' }) as string }, { key: createPublicKey(oldKey) }],
+    });
     assert.ok((await authenticate(both, `Bearer ${oldToken}`)) instanceof TokenPrincipal);
     assert.ok((await authenticate(both, `Bearer ${newToken}`)) instanceof TokenPrincipal);
     const rotated = tokenAuth({ realm: 'r', service: 's', issuer: 'i', keys: [{ key: createPublicKey(newKey) }] });
@@ -197,10 +234,20 @@ describe('tokenAuth hooks', () => {
 
 describe('parseScopes', () => {
   it('keeps repository scopes with known actions and valid names', () => {
-    assert.deepEqual(parseScopes(['repository:a/b:pull,push', 'repository(plugin):c:pull', 'repository:Bad:pull', 'repository:d:fly', 'registry:catalog:*', 'x']), [
-      { name: 'a/b', actions: ['pull', 'push'] },
-      { name: 'c', actions: ['pull'] },
-    ]);
+    assert.deepEqual(
+      parseScopes([
+        'repository:a/b:pull,push',
+        'repository(plugin):c:pull',
+        'repository:Bad:pull',
+        'repository:d:fly',
+        'registry:catalog:*',
+        'x',
+      ]),
+      [
+        { name: 'a/b', actions: ['pull', 'push'] },
+        { name: 'c', actions: ['pull'] },
+      ],
+    );
   });
 });
 

@@ -70,20 +70,26 @@ export async function serve(config: ServeConfig): Promise<RunningServer> {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   url = `http://${config.host}:${port}`;
-  const sweeper = setInterval(() => {
-    registry.sweepUploads().then(
-      (n) => n > 0 && log.info({ swept: n }, 'aborted idle upload sessions'),
-      (error) => log.error({ err: error }, 'upload sweep failed'),
-    );
-    // Backstop for multipart uploads no session knows of (a crash before the session was saved).
-    s3?.sweepUploads(config.uploadTtlMs).then(
-      ({ aborted, deleted }) => aborted + deleted > 0 && log.info({ aborted, deleted }, 'aborted orphaned S3 uploads'),
-      (error) => log.error({ err: error }, 'S3 upload sweep failed'),
-    );
-  }, 10 * 60 * 1000);
+  const sweeper = setInterval(
+    () => {
+      registry.sweepUploads().then(
+        (n) => n > 0 && log.info({ swept: n }, 'aborted idle upload sessions'),
+        (error) => log.error({ err: error }, 'upload sweep failed'),
+      );
+      // Backstop for multipart uploads no session knows of (a crash before the session was saved).
+      s3?.sweepUploads(config.uploadTtlMs).then(
+        ({ aborted, deleted }) => aborted + deleted > 0 && log.info({ aborted, deleted }, 'aborted orphaned S3 uploads'),
+        (error) => log.error({ err: error }, 'S3 upload sweep failed'),
+      );
+    },
+    10 * 60 * 1000,
+  );
   sweeper.unref();
   const authMode = config.token ? 'token' : config.htpasswd ? 'basic' : 'none';
-  log.info({ url, dataDir: config.dataDir, metadata: metadata.name, blobs: blobs.name, bucket: config.s3?.bucket, auth: authMode }, 'berth is serving');
+  log.info(
+    { url, dataDir: config.dataDir, metadata: metadata.name, blobs: blobs.name, bucket: config.s3?.bucket, auth: authMode },
+    'berth is serving',
+  );
   return {
     server,
     registry,

@@ -65,7 +65,10 @@ export function digestOf(algorithm: DigestAlgorithm, bytes: Buffer): string {
 export class HashingStream extends Transform {
   bytes = 0;
 
-  constructor(readonly hash: Hash | undefined, private readonly limit = Number.POSITIVE_INFINITY) {
+  constructor(
+    readonly hash: Hash | undefined,
+    private readonly limit = Number.POSITIVE_INFINITY,
+  ) {
     super({ highWaterMark: 1 << 20 });
   }
 

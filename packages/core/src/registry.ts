@@ -56,7 +56,11 @@ export function createRegistry(input: RegistryOptions): Registry {
     const method = request.method === 'HEAD' ? 'GET' : request.method;
     const entry = DISPATCH[route.name][method];
     if (!entry) {
-      throw new OciError('UNSUPPORTED', { status: 405, message: `${request.method} is not allowed here`, headers: { Allow: allowed(route.name) } });
+      throw new OciError('UNSUPPORTED', {
+        status: 405,
+        message: `${request.method} is not allowed here`,
+        headers: { Allow: allowed(route.name) },
+      });
     }
     const [handler, action] = entry;
     const scopes: Scope[] = action ? [{ repository: route.repository, actions: scopeActions(action) }] : [];

@@ -1,15 +1,7 @@
 import { OciError } from './errors.js';
 import { assertRepositoryName } from './names.js';
 
-export type RouteName =
-  | 'base'
-  | 'catalog'
-  | 'tags'
-  | 'manifest'
-  | 'blob'
-  | 'uploads'
-  | 'upload'
-  | 'referrers';
+export type RouteName = 'base' | 'catalog' | 'tags' | 'manifest' | 'blob' | 'uploads' | 'upload' | 'referrers';
 
 export interface Route {
   name: RouteName;

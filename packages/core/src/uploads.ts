@@ -123,9 +123,12 @@ export class UploadSessions {
     if (!(await this.metadata.claimUpload(upload.id, upload.offset, token, Date.now() + this.leaseMs))) {
       throw outOfOrder(upload, 'another request is writing to this upload session');
     }
-    const renew = setInterval(() => {
-      this.metadata.renewUpload(upload.id, token, Date.now() + this.leaseMs).catch(() => undefined);
-    }, Math.max(1000, this.leaseMs / 3));
+    const renew = setInterval(
+      () => {
+        this.metadata.renewUpload(upload.id, token, Date.now() + this.leaseMs).catch(() => undefined);
+      },
+      Math.max(1000, this.leaseMs / 3),
+    );
     renew.unref();
     let released = false;
     try {
@@ -162,7 +165,10 @@ export class UploadSessions {
       // the session cannot be completed correctly, so end it and make the client start over.
       if (error instanceof IntegrityError) {
         await this.cancel(upload, 'cancelled').catch(() => undefined);
-        throw new OciError('BLOB_UPLOAD_INVALID', { message: 'the upload session lost data; start a new upload', detail: { id: upload.id } });
+        throw new OciError('BLOB_UPLOAD_INVALID', {
+          message: 'the upload session lost data; start a new upload',
+          detail: { id: upload.id },
+        });
       }
       throw error;
     }

@@ -29,7 +29,15 @@ describe('parseDigest', () => {
   it('accepts sha256 and sha512, rejects everything else', () => {
     assert.equal(parseDigest(d('a')).algorithm, 'sha256');
     assert.equal(parseDigest(`sha512:${'b'.repeat(128)}`).algorithm, 'sha512');
-    for (const bad of [undefined, '', d('A'), 'sha256:abc', `sha384:${'a'.repeat(96)}`, `sha256:${'a'.repeat(63)}/`, `SHA256:${'a'.repeat(64)}`]) {
+    for (const bad of [
+      undefined,
+      '',
+      d('A'),
+      'sha256:abc',
+      `sha384:${'a'.repeat(96)}`,
+      `sha256:${'a'.repeat(63)}/`,
+      `SHA256:${'a'.repeat(64)}`,
+    ]) {
       assert.throws(() => parseDigest(bad), { code: 'DIGEST_INVALID' });
     }
   });
@@ -40,17 +48,30 @@ describe('parseManifest', () => {
   const parse = (value: unknown, type?: string) => parseManifest(Buffer.from(JSON.stringify(value)), type);
 
   it('lists the blobs an image needs, minus non-distributable layers', () => {
-    const m = parse({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociManifest, config, layers: [
-      { mediaType: 'l', digest: d('1'), size: 1 },
-      { mediaType: 'l', digest: d('2'), size: 1, urls: ['https://x'] },
-      { mediaType: 'l', digest: d('1'), size: 1 },
-    ] }, `${MEDIA_TYPES.ociManifest}; charset=utf-8`);
+    const m = parse(
+      {
+        schemaVersion: 2,
+        mediaType: MEDIA_TYPES.ociManifest,
+        config,
+        layers: [
+          { mediaType: 'l', digest: d('1'), size: 1 },
+          { mediaType: 'l', digest: d('2'), size: 1, urls: ['https://x'] },
+          { mediaType: 'l', digest: d('1'), size: 1 },
+        ],
+      },
+      `${MEDIA_TYPES.ociManifest}; charset=utf-8`,
+    );
     assert.deepEqual(m.blobs, [d('c'), d('1')]);
     assert.equal(m.artifactType, config.mediaType);
     assert.equal(m.kind, 'image');
   });
   it('reads subject, artifactType and annotations; infers the type when none is given', () => {
-    const m = parse({ schemaVersion: 2, manifests: [{ mediaType: MEDIA_TYPES.ociManifest, digest: d('e'), size: 3 }], subject: { mediaType: 'x', digest: d('f'), size: 1 }, annotations: { a: 'b' } });
+    const m = parse({
+      schemaVersion: 2,
+      manifests: [{ mediaType: MEDIA_TYPES.ociManifest, digest: d('e'), size: 3 }],
+      subject: { mediaType: 'x', digest: d('f'), size: 1 },
+      annotations: { a: 'b' },
+    });
     assert.equal(m.mediaType, MEDIA_TYPES.ociIndex);
     assert.equal(m.subject?.digest, d('f'));
     assert.equal(m.artifactType, undefined);
@@ -58,6 +79,8 @@ describe('parseManifest', () => {
     assert.deepEqual(m.annotations, { a: 'b' });
   });
   it('refuses a mediaType that contradicts Content-Type', () => {
-    assert.throws(() => parse({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [] }, MEDIA_TYPES.ociManifest), { code: 'MANIFEST_INVALID' });
+    assert.throws(() => parse({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [] }, MEDIA_TYPES.ociManifest), {
+      code: 'MANIFEST_INVALID',
+    });
   });
 });

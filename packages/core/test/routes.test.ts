@@ -1,16 +1,24 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { OciError } from '../src/errors.js';
+import type { OciError } from '../src/errors.js';
 import { parseQuery, parseRoute } from '../src/routes.js';
 
 describe('parseRoute', () => {
   it('matches from the right so names may contain route words', () => {
     assert.deepEqual(parseRoute('/v2/a/blobs/manifests/tags/list'), { name: 'tags', repository: 'a/blobs/manifests', reference: '' });
-    assert.deepEqual(parseRoute('/v2/a/manifests/b/manifests/latest'), { name: 'manifest', repository: 'a/manifests/b', reference: 'latest' });
+    assert.deepEqual(parseRoute('/v2/a/manifests/b/manifests/latest'), {
+      name: 'manifest',
+      repository: 'a/manifests/b',
+      reference: 'latest',
+    });
     assert.deepEqual(parseRoute('/v2/a/blobs/uploads/'), { name: 'uploads', repository: 'a', reference: '' });
     assert.deepEqual(parseRoute('/v2/a/blobs/uploads'), { name: 'uploads', repository: 'a', reference: '' });
     assert.deepEqual(parseRoute('/v2/x/blobs/uploads/abc-1'), { name: 'upload', repository: 'x', reference: 'abc-1' });
-    assert.deepEqual(parseRoute('/v2/x/blobs/uploads/blobs/sha256:ab'), { name: 'blob', repository: 'x/blobs/uploads', reference: 'sha256:ab' });
+    assert.deepEqual(parseRoute('/v2/x/blobs/uploads/blobs/sha256:ab'), {
+      name: 'blob',
+      repository: 'x/blobs/uploads',
+      reference: 'sha256:ab',
+    });
     assert.deepEqual(parseRoute('/v2/o/r/referrers/sha256:ab'), { name: 'referrers', repository: 'o/r', reference: 'sha256:ab' });
     assert.deepEqual(parseRoute('/v2/o/r/blobs/sha256%3Aab'), { name: 'blob', repository: 'o/r', reference: 'sha256:ab' });
   });

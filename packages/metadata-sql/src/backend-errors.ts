@@ -8,7 +8,16 @@ interface DriverError {
   errors?: unknown;
 }
 
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EAI_AGAIN',
+]);
 // Postgres SQLSTATEs meaning "not now": connection exceptions (class 08), too many connections,
 // admin/crash shutdown, cannot connect now, serialization/deadlock failures.
 const PG_UNAVAILABLE = /^(08...|53300|57P0[1-3]|40001|40P01)$/;

@@ -9,9 +9,10 @@ import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- knex's dialect classes are untyped JS. */
+// biome-ignore-start lint/suspicious/noExplicitAny: knex's dialect classes are untyped JS.
 const BetterSqlite3Client: new (...args: any[]) => any = require('knex/lib/dialects/better-sqlite3/index.js');
 const SqliteTransaction: new (...args: any[]) => any = require('knex/lib/dialects/sqlite3/execution/sqlite-transaction.js');
+// biome-ignore-end lint/suspicious/noExplicitAny: -
 
 class ImmediateTransaction extends SqliteTransaction {
   begin(connection: unknown): Promise<unknown> {

@@ -12,7 +12,10 @@ describeMetadataStore('sqlite', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'berth-metadata-'));
   const filename = join(dir, 'metadata.sqlite');
   const store = await createSqlMetadataStore({ filename });
-  const cleanup = async () => (await store.close(), await rm(dir, { recursive: true, force: true }));
+  const cleanup = async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  };
   return { store, cleanup, reopen: () => createSqlMetadataStore({ filename }) };
 });
 
@@ -24,6 +27,9 @@ else
   describeMetadataStore('postgres', async () => {
     const schema = `berth_test_${randomUUID().replaceAll('-', '')}`;
     const store = await createSqlMetadataStore({ url, schema });
-    const cleanup = async () => (await store.close(), await query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`));
+    const cleanup = async () => {
+      await store.close();
+      await query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    };
     return { store, cleanup, reopen: () => createSqlMetadataStore({ url, schema }) };
   });

@@ -55,7 +55,10 @@ describe('SQLite shared by several processes', () => {
       t.diagnostic(`wins/attempts: ${results.map((r) => `${r.label}=${r.wins.length}/${r.attempts}`).join(' ')}`);
       // Compare-and-set: each offset was won exactly once, by someone.
       const won = results.flatMap((r) => r.wins).sort((a, b) => a - b);
-      assert.deepEqual(won, Array.from({ length: STEPS }, (_, i) => i));
+      assert.deepEqual(
+        won,
+        Array.from({ length: STEPS }, (_, i) => i),
+      );
       const upload = await store.getUpload(SESSION);
       assert.equal(upload?.offset, STEPS);
       const last = results.find((r) => r.wins.includes(STEPS - 1));

@@ -5,7 +5,13 @@ import { ServerResponse } from 'node:http';
 
 /** The addon (native/sendfile.c): one transfer per start(), finished by its callback exactly once. */
 interface Addon {
-  start(socketFd: number, fileFd: number, offset: number, length: number, done: (error: NodeJS.ErrnoException | null, sent: number) => void): unknown;
+  start(
+    socketFd: number,
+    fileFd: number,
+    offset: number,
+    length: number,
+    done: (error: NodeJS.ErrnoException | null, sent: number) => void,
+  ): unknown;
   cancel(transfer: unknown): void;
 }
 
@@ -94,7 +100,10 @@ export function zeroCopySocket(destination: unknown, length: number): Socket | u
 export async function flushHead(response: ServerResponse, socket: Socket, length: number): Promise<void> {
   response.flushHeaders();
   if (!declaresExactly(response, length)) {
-    throw Object.assign(new Error('a hook changed the response head; the body must be written through it'), { code: 'ERR_HEAD_CHANGED', sent: 0 });
+    throw Object.assign(new Error('a hook changed the response head; the body must be written through it'), {
+      code: 'ERR_HEAD_CHANGED',
+      sent: 0,
+    });
   }
   // The head goes out through Node's own write queue; the body must not overtake it.
   await new Promise<void>((resolve, reject) => socket.write(Buffer.alloc(0), (error) => (error ? reject(error) : resolve())));

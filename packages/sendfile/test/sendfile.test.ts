@@ -156,7 +156,10 @@ describe('sendFile', { skip: !sendfileAvailable && 'no sendfile(2) here' }, () =
     // Node aborts the whole process if a worker's loop closes with a handle open.
     await worker.terminate();
     client.resume();
-    await Promise.race([once(client, 'close'), new Promise((_, reject) => setTimeout(() => reject(new Error('connection stayed open')), 5000))]);
+    await Promise.race([
+      once(client, 'close'),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('connection stayed open')), 5000)),
+    ]);
   });
 
   test('a file shorter than the range fails with ERR_FILE_TOO_SHORT after what it had', async (t) => {

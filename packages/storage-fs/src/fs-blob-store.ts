@@ -191,7 +191,7 @@ export class FsBlobStore implements BlobStore {
     const path = this.#uploadPath(id);
     checkNonNegativeInt(offset, 'offset');
     const handle = await this.#openUpload(path, id);
-    let out;
+    let out: ReturnType<FileHandle['createWriteStream']>;
     try {
       await this.#cutTo(handle, offset, id);
       // Positional writes from `offset`; the stream takes over (and will close) the handle.
@@ -237,7 +237,8 @@ export class FsBlobStore implements BlobStore {
         throw err instanceof StoreError ? err : this.#translate(err, `commit upload ${id}`);
       });
       if (verify !== undefined) {
-        const content = size === 0 ? emptyStream() : createReadStream(path, { start: 0, end: size - 1, highWaterMark: this.#readHighWaterMark });
+        const content =
+          size === 0 ? emptyStream() : createReadStream(path, { start: 0, end: size - 1, highWaterMark: this.#readHighWaterMark });
         try {
           await verify(content);
         } catch (err) {
@@ -414,7 +415,11 @@ function flushWhileWriting(handle: FileHandle, out: { bytesWritten: number }): N
 /** fdatasync `path` without anyone waiting for it; it only saves a later fsync work. */
 function flushInBackground(path: string): void {
   open(path, 'r+').then(
-    (handle) => handle.datasync().finally(() => handle.close()).catch(() => {}),
+    (handle) =>
+      handle
+        .datasync()
+        .finally(() => handle.close())
+        .catch(() => {}),
     () => {}, // gone already (committed or aborted): nothing left to flush
   );
 }

@@ -49,7 +49,12 @@ describe('BlobReadStream', () => {
     const content = randomBytes(1000 * KiB + 7);
     const path = await withFile(t, content);
     assert.ok((await readAll(new BlobReadStream(await open(path), 0, Infinity, { chunkSize: 64 * KiB }))).equals(content));
-    for (const [start, end] of [[0, 0], [5, 64 * KiB], [64 * KiB, 128 * KiB - 1], [999 * KiB, content.length - 1]]) {
+    for (const [start, end] of [
+      [0, 0],
+      [5, 64 * KiB],
+      [64 * KiB, 128 * KiB - 1],
+      [999 * KiB, content.length - 1],
+    ]) {
       const stream = new BlobReadStream(await open(path), start, end, { chunkSize: 64 * KiB });
       const chunks: Buffer[] = [];
       for await (const chunk of stream) chunks.push(chunk as Buffer);

@@ -60,15 +60,54 @@ describe('FsBlobStore', () => {
       const hex = 'a'.repeat(64);
       const good = `sha256:${hex}`;
       const badDigests: unknown[] = [
-        '', 'sha256', 'sha256:', `sha256:${hex.slice(1)}`, `sha256:${hex}a`, `sha256:${hex.toUpperCase()}`, `SHA256:${hex}`,
-        'sha256:../../../../../../etc/passwd', `sha256:../../${hex.slice(6)}`, `sha256:${hex.slice(0, 61)}/..`, `../sha256:${hex}`,
-        `sha256/../../x:${hex}`, '/etc/passwd', 'sha256:/etc/passwd', `/tmp/sha256:${hex}`, `sha256:${hex}/x`,
-        `sha256:${hex}\n`, `sha256:${hex}\0`, ` ${good}`, `md5:${'a'.repeat(32)}`, `sha384:${'a'.repeat(96)}`,
-        `sha512:${hex}`, `sha256+b64u:${hex}`, `..:${hex}`, undefined, null, 42, { toString: () => good },
+        '',
+        'sha256',
+        'sha256:',
+        `sha256:${hex.slice(1)}`,
+        `sha256:${hex}a`,
+        `sha256:${hex.toUpperCase()}`,
+        `SHA256:${hex}`,
+        'sha256:../../../../../../etc/passwd',
+        `sha256:../../${hex.slice(6)}`,
+        `sha256:${hex.slice(0, 61)}/..`,
+        `../sha256:${hex}`,
+        `sha256/../../x:${hex}`,
+        '/etc/passwd',
+        'sha256:/etc/passwd',
+        `/tmp/sha256:${hex}`,
+        `sha256:${hex}/x`,
+        `sha256:${hex}\n`,
+        `sha256:${hex}\0`,
+        ` ${good}`,
+        `md5:${'a'.repeat(32)}`,
+        `sha384:${'a'.repeat(96)}`,
+        `sha512:${hex}`,
+        `sha256+b64u:${hex}`,
+        `..:${hex}`,
+        undefined,
+        null,
+        42,
+        { toString: () => good },
       ];
       const badIds: unknown[] = [
-        '', '.', '..', '../x', '../../sentinel', '/etc/passwd', join(parent, 'sentinel'), 'a/b', 'a\\b', 'x'.repeat(65),
-        'a\0b', 'a.b', ' a', 'a\n', 'uploads/../../x', undefined, null, 7,
+        '',
+        '.',
+        '..',
+        '../x',
+        '../../sentinel',
+        '/etc/passwd',
+        join(parent, 'sentinel'),
+        'a/b',
+        'a\\b',
+        'x'.repeat(65),
+        'a\0b',
+        'a.b',
+        ' a',
+        'a\n',
+        'uploads/../../x',
+        undefined,
+        null,
+        7,
       ];
       // A real session, so that an id walking into uploads/ would find something to clobber.
       const id = randomUUID();
@@ -93,13 +132,22 @@ describe('FsBlobStore', () => {
         await assert.rejects(store.commitUpload(id, {}, offset, good), isInvalid, `size ${offset}`);
       }
       const blob = await push(store, Buffer.from('0123456789'));
-      for (const range of [{ start: -1, end: 3 }, { start: 4, end: 3 }, { start: 0.5, end: 3 }, { start: 0, end: Number.NaN }]) {
+      for (const range of [
+        { start: -1, end: 3 },
+        { start: 4, end: 3 },
+        { start: 0.5, end: 3 },
+        { start: 0, end: Number.NaN },
+      ]) {
         await assert.rejects(store.read(blob, range), isInvalid, `range ${JSON.stringify(range)}`);
       }
 
       assert.equal(await readFile(join(parent, 'sentinel'), 'utf8'), 'keep me');
       assert.deepEqual((await readdir(parent)).sort(), ['root', 'sentinel'], 'nothing was created next to the root');
-      assert.deepEqual(await files(root), [`blobs/sha256/${blob.slice(7, 9)}/${blob.slice(7)}`, `uploads/${id}`], 'only the expected files');
+      assert.deepEqual(
+        await files(root),
+        [`blobs/sha256/${blob.slice(7, 9)}/${blob.slice(7)}`, `uploads/${id}`],
+        'only the expected files',
+      );
       await store.abortUpload(id, {});
     } finally {
       await cleanup();

@@ -35,7 +35,8 @@ async function serve(t: TestContext, content: Buffer, zeroCopy: boolean, handler
     const end = url.searchParams.has('end') ? Number(url.searchParams.get('end')) : Infinity;
     const stream = new BlobReadStream(await open(path, 'r'), start, end, { chunkSize: MiB, zeroCopy });
     res.statusCode = 200;
-    if (url.searchParams.get('length') !== 'none') res.setHeader('content-length', String((end === Infinity ? content.length - 1 : end) - start + 1));
+    if (url.searchParams.get('length') !== 'none')
+      res.setHeader('content-length', String((end === Infinity ? content.length - 1 : end) - start + 1));
     handler(stream, res, req);
   });
   server.on('connection', (socket: Socket) => {
@@ -66,7 +67,10 @@ const koaStyle: Handler = (stream, res) => void stream.pipe(res);
 const expressStyle: Handler = (stream, res) => void pipeline(stream, res).catch(() => undefined);
 
 describe('BlobReadStream into an http response', { skip: !sendfileAvailable && 'no sendfile(2) here' }, () => {
-  for (const [name, handler] of [['pipe', koaStyle], ['pipeline (Koa 3, Express)', expressStyle]] as const) {
+  for (const [name, handler] of [
+    ['pipe', koaStyle],
+    ['pipeline (Koa 3, Express)', expressStyle],
+  ] as const) {
     test(`${name}: exact bytes by sendfile, and the connection serves the next request`, async (t) => {
       const content = randomBytes(24 * MiB + 123);
       const server = await serve(t, content, true, handler);

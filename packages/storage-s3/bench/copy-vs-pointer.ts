@@ -46,7 +46,11 @@ const parts = await Promise.all(
   Array.from({ length: Math.ceil(size / step) }, async (_, i) => {
     const r = await client.send(
       new UploadPartCopyCommand({
-        Bucket, Key: 'mpcopy', UploadId, PartNumber: i + 1, CopySource: `${Bucket}/src`,
+        Bucket,
+        Key: 'mpcopy',
+        UploadId,
+        PartNumber: i + 1,
+        CopySource: `${Bucket}/src`,
         CopySourceRange: `bytes=${i * step}-${Math.min(size, (i + 1) * step) - 1}`,
       }),
     );

@@ -44,14 +44,29 @@ export function toStoreError(store: string, operation: string, error: unknown): 
   const message = `${operation} failed: ${code}${status ? ` (HTTP ${status})` : ''}: ${(error as SdkErrorShape)?.message ?? String(error)}`;
   let mapped: StoreError;
   if (isNotFound(error)) mapped = new NotFoundError(message, store);
-  else if (transportFailure(error) || (status !== undefined && status >= 500) || status === 429 || status === 403 || code === 'RequestTimeout')
+  else if (
+    transportFailure(error) ||
+    (status !== undefined && status >= 500) ||
+    status === 429 ||
+    status === 403 ||
+    code === 'RequestTimeout'
+  )
     mapped = new UnavailableError(message, store);
   else mapped = new StoreError(message, store);
   Object.defineProperty(mapped, 'cause', { value: error, enumerable: false, writable: true, configurable: true });
   return mapped;
 }
 
-const TRANSPORT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+const TRANSPORT_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
 
 /** The request never got an HTTP answer: the SDK stamps `$metadata` on what went through its stack. */
 function transportFailure(error: unknown): boolean {

@@ -50,6 +50,7 @@ import {
   S3Client,
   UploadPartCommand,
   UploadPartCopyCommand,
+  type HeadObjectCommandOutput,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
@@ -67,16 +68,7 @@ import {
   type VerifyContent,
 } from '@berthjs/core';
 import { httpStatus, toStoreError } from './errors.js';
-import {
-  MAX_PART_SIZE,
-  MAX_PARTS,
-  MIN_PART_SIZE,
-  MiB,
-  choosePartSize,
-  partSizeFor,
-  splitIntoParts,
-  type PartRecord,
-} from './multipart.js';
+import { MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, MiB, choosePartSize, partSizeFor, splitIntoParts, type PartRecord } from './multipart.js';
 
 export interface S3BlobStoreOptions {
   /** Bucket holding blobs and upload staging; it must exist. */
@@ -282,7 +274,7 @@ export class S3BlobStore implements BlobStore {
 
   /** HEAD the digest's address: where its bytes are and how many, or undefined when absent. */
   private async resolve(digest: string, key: string): Promise<Location | undefined> {
-    let head;
+    let head: HeadObjectCommandOutput;
     try {
       head = await this.send('HeadObject', () => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })));
     } catch (error) {
@@ -322,9 +314,7 @@ export class S3BlobStore implements BlobStore {
   async createUpload(id: string): Promise<UploadState> {
     const key = `${this.dataPrefix(id)}${randomBytes(6).toString('hex')}`;
     const created = await this.send('CreateMultipartUpload', () =>
-      this.client.send(
-        new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: 'application/octet-stream' }),
-      ),
+      this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ContentType: 'application/octet-stream' })),
     );
     if (!created.UploadId) throw new StoreError('CreateMultipartUpload returned no UploadId', this.name);
     const state: S3UploadState = { v: 1, key, uploadId: created.UploadId, partSize: this.partSize, grow: this.grow, parts: [] };
@@ -426,7 +416,13 @@ export class S3BlobStore implements BlobStore {
       } else {
         await this.send('PutObject', () =>
           this.client.send(
-            new PutObjectCommand({ Bucket: this.bucket, Key: blobKey, Body: Buffer.alloc(0), ContentLength: 0, ContentType: 'application/octet-stream' }),
+            new PutObjectCommand({
+              Bucket: this.bucket,
+              Key: blobKey,
+              Body: Buffer.alloc(0),
+              ContentLength: 0,
+              ContentType: 'application/octet-stream',
+            }),
           ),
         );
       }
@@ -438,10 +434,14 @@ export class S3BlobStore implements BlobStore {
   private async commitMultipart(id: string, st: S3UploadState, size: number, digest: string, blobKey: string, verify?: VerifyContent) {
     await this.completeMultipart(id, st, size);
     if (verify) {
-      await this.runVerify(verify, () => this.getBody(st.key), async () => {
-        await this.deleteQuietly(st.key);
-        await this.deleteStaging(id).catch(() => undefined);
-      });
+      await this.runVerify(
+        verify,
+        () => this.getBody(st.key),
+        async () => {
+          await this.deleteQuietly(st.key);
+          await this.deleteStaging(id).catch(() => undefined);
+        },
+      );
     }
     const stored = await this.putPointer(blobKey, st.key, size);
     if (!stored) await this.deleteQuietly(st.key);
@@ -609,7 +609,14 @@ export class S3BlobStore implements BlobStore {
   private async uploadPart(st: S3UploadState, PartNumber: number, data: Buffer): Promise<string> {
     const out = await this.send('UploadPart', () =>
       this.client.send(
-        new UploadPartCommand({ Bucket: this.bucket, Key: st.key, UploadId: st.uploadId, PartNumber, Body: data, ContentLength: data.length }),
+        new UploadPartCommand({
+          Bucket: this.bucket,
+          Key: st.key,
+          UploadId: st.uploadId,
+          PartNumber,
+          Body: data,
+          ContentLength: data.length,
+        }),
       ),
     );
     if (!out.ETag) throw new StoreError('UploadPart returned no ETag', this.name);
@@ -712,7 +719,8 @@ export class S3BlobStore implements BlobStore {
     if (typeof s.grow !== 'boolean') throw bad('grow');
     if (!Array.isArray(s.parts)) throw bad('parts');
     s.parts.forEach((p, i) => {
-      if (p?.PartNumber !== i + 1 || typeof p.ETag !== 'string' || p.size !== partSizeFor(i + 1, s.partSize!, s.grow!)) throw bad(`part ${i + 1}`);
+      if (p?.PartNumber !== i + 1 || typeof p.ETag !== 'string' || p.size !== partSizeFor(i + 1, s.partSize!, s.grow!))
+        throw bad(`part ${i + 1}`);
     });
     const staging = this.stagingPrefix(id);
     if (s.tail !== undefined) {
@@ -776,4 +784,3 @@ function clientConfig(options: S3BlobStoreOptions): S3ClientConfig {
     },
   };
 }
-

@@ -45,7 +45,10 @@ test('the splitter cuts exact parts, keeps the remainder, and bounds uploads in 
     },
   });
   assert.equal(parts.length, 23);
-  assert.deepEqual(parts.map((p) => p.PartNumber), Array.from({ length: 23 }, (_, i) => i + 3));
+  assert.deepEqual(
+    parts.map((p) => p.PartNumber),
+    Array.from({ length: 23 }, (_, i) => i + 3),
+  );
   assert.ok(peak <= 2);
   assert.ok(Buffer.concat([...parts.map((p) => got.get(p.PartNumber)!), remainder]).equals(data));
   assert.equal(remainder.length, 7);
@@ -82,7 +85,11 @@ test('bytes past part 10,000 are refused', async () => {
   );
   // An empty append at that point is fine.
   const empty = await splitIntoParts(Readable.from([]), {
-    firstPartNumber: MAX_PARTS + 1, sizeOf: () => 1000, concurrency: 1, tooManyParts: () => new Error('too many'), upload: async () => 'x',
+    firstPartNumber: MAX_PARTS + 1,
+    sizeOf: () => 1000,
+    concurrency: 1,
+    tooManyParts: () => new Error('too many'),
+    upload: async () => 'x',
   });
   assert.equal(empty.remainder.length, 0);
 });

@@ -74,7 +74,10 @@ if (env) {
       await assert.rejects(store.read(digest), NotFoundError);
       const leftovers = (await listKeys(client, bucket)).filter((k) => k.includes(id) || k.endsWith(digest.slice(7)));
       assert.deepEqual(leftovers, []);
-      assert.deepEqual((await listUploads(client, bucket)).filter((u) => u.key.includes(id)), []);
+      assert.deepEqual(
+        (await listUploads(client, bucket)).filter((u) => u.key.includes(id)),
+        [],
+      );
     }
 
     const cases: [string, number[], number][] = [
@@ -94,7 +97,10 @@ if (env) {
         // Every part but the last has exactly the part size; what is left was the tail.
         assert.ok(state.parts.every((p) => p.size === 5 * MiB));
         assert.deepEqual(await listKeys(client, bucket, `uploads/${id}/`), []);
-        assert.deepEqual((await listUploads(client, bucket)).filter((u) => u.key.includes(id)), []);
+        assert.deepEqual(
+          (await listUploads(client, bucket)).filter((u) => u.key.includes(id)),
+          [],
+        );
       });
     }
 
@@ -124,10 +130,16 @@ if (env) {
       state = result.state;
       await store.commitUpload(id, state, 0, empty);
       await assertReadable(empty, 0);
-      assert.deepEqual((await listUploads(client, bucket)).filter((u) => u.key.includes(id)), []);
+      assert.deepEqual(
+        (await listUploads(client, bucket)).filter((u) => u.key.includes(id)),
+        [],
+      );
     });
 
-    for (const [label, size] of [['multipart', 7 * MiB], ['inline', 1024]] as const) {
+    for (const [label, size] of [
+      ['multipart', 7 * MiB],
+      ['inline', 1024],
+    ] as const) {
       it(`leaves nothing readable when verify rejects (${label})`, async () => {
         const data = randomBytes(size);
         const digest = sha256(data);
@@ -223,14 +235,22 @@ if (env) {
       const c = newId();
       const { state } = await store.appendUpload(c, await store.createUpload(c), 0, Readable.from([data]));
       await store.commitUpload(c, state, data.length, a.digest, async (content) => void (await hashStream(content)));
-      assert.deepEqual((await listKeys(client, bucket, 'data/')).filter((k) => k.includes(c)), []);
+      assert.deepEqual(
+        (await listKeys(client, bucket, 'data/')).filter((k) => k.includes(c)),
+        [],
+      );
       await assertReadable(a.digest, data.length);
     });
 
     it('serves ranges of multipart and inline blobs', async () => {
       for (const data of [randomBytes(12 * MiB + 3), randomBytes(3000)]) {
         const { digest } = await pushChunked(data, [data.length]);
-        for (const [start, end] of [[0, 0], [5, 1004], [data.length - 10, data.length - 1], [0, data.length - 1]]) {
+        for (const [start, end] of [
+          [0, 0],
+          [5, 1004],
+          [data.length - 10, data.length - 1],
+          [0, data.length - 1],
+        ]) {
           const got = await hashStream(await store.read(digest, { start, end }));
           assert.deepEqual(got, { digest: sha256(data.subarray(start, end + 1)), size: end - start + 1 });
         }
@@ -277,12 +297,12 @@ if (env) {
       assert.equal((await listKeys(client, bucket, `uploads/${id}/`)).length, 1);
       await store.abortUpload(id, state);
       assert.deepEqual(await listKeys(client, bucket, `uploads/${id}/`), []);
-      assert.deepEqual((await listUploads(client, bucket)).filter((u) => u.key.includes(id)), []);
-      await store.abortUpload(id, state); // unknown now: not an error
-      await assert.rejects(
-        store.appendUpload(id, state, 6 * MiB, Readable.from([Buffer.from('late')])),
-        (e) => e instanceof NotFoundError,
+      assert.deepEqual(
+        (await listUploads(client, bucket)).filter((u) => u.key.includes(id)),
+        [],
       );
+      await store.abortUpload(id, state); // unknown now: not an error
+      await assert.rejects(store.appendUpload(id, state, 6 * MiB, Readable.from([Buffer.from('late')])), (e) => e instanceof NotFoundError);
     });
 
     it('sweeps abandoned uploads and orphan staging, and keeps fresh ones', async () => {

@@ -84,7 +84,7 @@ function generated(size: number, hash: ReturnType<typeof createHash>): Readable 
       while (sent < size) {
         const length = Math.min(chunk, size - sent);
         const out = Buffer.allocUnsafe(length);
-        pattern.copy(out, 0, (n * 7919) % (MiB - chunk), (n * 7919) % (MiB - chunk) + length);
+        pattern.copy(out, 0, (n * 7919) % (MiB - chunk), ((n * 7919) % (MiB - chunk)) + length);
         // Stamp the chunk number so no two chunks are equal even when the pattern offset repeats.
         if (length >= 4) out.writeUInt32BE(n, 0);
         n++;
@@ -139,7 +139,11 @@ async function push(store: BlobStore, chunks: Buffer[], algorithm: Algorithm = '
 /** Registers the contract suite for one store. */
 export function describeBlobStore(name: string, factory: BlobStoreFactory): void {
   /** A test on a fresh store, ending with the leak check. */
-  function it(title: string, fn: (store: BlobStore, fixture: BlobStoreFixture, t: TestContext) => Promise<void>, options: { timeout?: number } = {}): void {
+  function it(
+    title: string,
+    fn: (store: BlobStore, fixture: BlobStoreFixture, t: TestContext) => Promise<void>,
+    options: { timeout?: number } = {},
+  ): void {
     test(title, { timeout: options.timeout ?? 30_000 }, async (t) => {
       const fixture = await factory();
       try {
@@ -191,7 +195,13 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       let state = viaJson(await store.createUpload(id));
       let offset = 0;
       // Empty bodies, and empty chunks inside a body, must not confuse the offset bookkeeping.
-      for (const [parts, length] of [[[a], 1000], [[], 0], [[Buffer.alloc(0)], 0], [[b, Buffer.alloc(0)], 1], [[c.subarray(0, 5), Buffer.alloc(0), c.subarray(5)], 70_000]] as const) {
+      for (const [parts, length] of [
+        [[a], 1000],
+        [[], 0],
+        [[Buffer.alloc(0)], 0],
+        [[b, Buffer.alloc(0)], 1],
+        [[c.subarray(0, 5), Buffer.alloc(0), c.subarray(5)], 70_000],
+      ] as const) {
         const result = await store.appendUpload(id, state, offset, body(...parts), length);
         assert.equal(result.written, length, `written at offset ${offset}`);
         state = viaJson(result.state);
@@ -392,7 +402,11 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       assert.match(digest, /^sha512:[a-f0-9]{128}$/);
       assert.deepEqual(await store.stat(digest), { size: content.length });
       assertBytes(await readStored(store, digest), content, 'sha512 blob');
-      assertBytes(await readStored(store, digest, { start: 19_999, end: 20_000 }), content.subarray(19_999, 20_001), 'sha512 range 19999-20000');
+      assertBytes(
+        await readStored(store, digest, { start: 19_999, end: 20_000 }),
+        content.subarray(19_999, 20_001),
+        'sha512 range 19999-20000',
+      );
       assert.equal(await store.stat(digestOf(content)), undefined, 'the sha256 of the same bytes is another blob');
       await store.delete(digest);
       assert.equal(await store.stat(digest), undefined);
@@ -404,7 +418,10 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       let sa = viaJson(await store.createUpload(ida));
       let sb = viaJson(await store.createUpload(idb));
       // Run two appends concurrently, then one more each.
-      const [ra, rb] = await Promise.all([store.appendUpload(ida, sa, 0, body(a1), a1.length), store.appendUpload(idb, sb, 0, body(b1), b1.length)]);
+      const [ra, rb] = await Promise.all([
+        store.appendUpload(ida, sa, 0, body(a1), a1.length),
+        store.appendUpload(idb, sb, 0, body(b1), b1.length),
+      ]);
       sa = viaJson(ra.state);
       sb = viaJson(rb.state);
       sb = viaJson((await store.appendUpload(idb, sb, b1.length, body(b2), b2.length)).state);
@@ -428,35 +445,40 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       await store.delete(digest);
     });
 
-    it('a 64 MiB blob streamed in uneven appends round-trips (streaming hash)', async (store) => {
-      const sizes = [40 * MiB + 12_345, 0, 24 * MiB - 12_345 + 7];
-      const total = sizes.reduce((sum, n) => sum + n, 0);
-      const sent = createHash('sha256');
-      const id = randomUUID();
-      let state = viaJson(await store.createUpload(id));
-      let offset = 0;
-      for (const size of sizes) {
-        const result = await store.appendUpload(id, state, offset, generated(size, sent), size);
-        assert.equal(result.written, size);
-        state = viaJson(result.state);
-        offset += size;
-      }
-      const digest = `sha256:${sent.digest('hex')}`;
-      await store.commitUpload(id, state, total, digest);
-      assert.deepEqual(await store.stat(digest), { size: total });
-      const got = createHash('sha256');
-      let length = 0;
-      for await (const chunk of await store.read(digest)) {
-        got.update(chunk as Uint8Array);
-        length += (chunk as Uint8Array).length;
-      }
-      assert.equal(length, total);
-      assert.equal(`sha256:${got.digest('hex')}`, digest);
-      // A range straddling the appends streams exactly its length.
-      let ranged = 0;
-      for await (const chunk of await store.read(digest, { start: sizes[0] - 10, end: total - 2 })) ranged += (chunk as Uint8Array).length;
-      assert.equal(ranged, total - 1 - (sizes[0] - 10));
-    }, { timeout: 120_000 });
+    it(
+      'a 64 MiB blob streamed in uneven appends round-trips (streaming hash)',
+      async (store) => {
+        const sizes = [40 * MiB + 12_345, 0, 24 * MiB - 12_345 + 7];
+        const total = sizes.reduce((sum, n) => sum + n, 0);
+        const sent = createHash('sha256');
+        const id = randomUUID();
+        let state = viaJson(await store.createUpload(id));
+        let offset = 0;
+        for (const size of sizes) {
+          const result = await store.appendUpload(id, state, offset, generated(size, sent), size);
+          assert.equal(result.written, size);
+          state = viaJson(result.state);
+          offset += size;
+        }
+        const digest = `sha256:${sent.digest('hex')}`;
+        await store.commitUpload(id, state, total, digest);
+        assert.deepEqual(await store.stat(digest), { size: total });
+        const got = createHash('sha256');
+        let length = 0;
+        for await (const chunk of await store.read(digest)) {
+          got.update(chunk as Uint8Array);
+          length += (chunk as Uint8Array).length;
+        }
+        assert.equal(length, total);
+        assert.equal(`sha256:${got.digest('hex')}`, digest);
+        // A range straddling the appends streams exactly its length.
+        let ranged = 0;
+        for await (const chunk of await store.read(digest, { start: sizes[0] - 10, end: total - 2 }))
+          ranged += (chunk as Uint8Array).length;
+        assert.equal(ranged, total - 1 - (sizes[0] - 10));
+      },
+      { timeout: 120_000 },
+    );
 
     it('a session continues on another instance of the store (replica)', async (store, fixture, t) => {
       if (!fixture.reopen) return t.skip('the factory offers no reopen()');

@@ -364,7 +364,18 @@ function describeTagListing(factory: MetadataStoreFactory): void {
     });
 
     it('accepts a last that is not a tag', async () => {
-      assert.deepEqual(await t.store.listTags('tags/r', { last: 'M' }), ['_x', 'a', 'a-b', 'a.b', 'a_b', 'b', 'latest', 'v1.10', 'v1.9', 'z']);
+      assert.deepEqual(await t.store.listTags('tags/r', { last: 'M' }), [
+        '_x',
+        'a',
+        'a-b',
+        'a.b',
+        'a_b',
+        'b',
+        'latest',
+        'v1.10',
+        'v1.9',
+        'z',
+      ]);
       assert.deepEqual(await t.store.listTags('tags/r', { last: 'v1.' }), ['v1.10', 'v1.9', 'z']);
       assert.deepEqual(await t.store.listTags('tags/r', { last: '' }), sorted);
       assert.deepEqual(await t.store.listTags('tags/r', { last: '~' }), []);
@@ -430,17 +441,31 @@ function describeReferrers(factory: MetadataStoreFactory): void {
 
     it('filters by exact artifactType', async () => {
       const got = await t.store.listReferrers('refs/r', subject.digest, { artifactType: sbom });
-      assert.deepEqual(got.map((r) => r.digest), byDigest.filter((m) => m.artifactType === sbom).map((m) => m.digest));
+      assert.deepEqual(
+        got.map((r) => r.digest),
+        byDigest.filter((m) => m.artifactType === sbom).map((m) => m.digest),
+      );
       assert.deepEqual(await t.store.listReferrers('refs/r', subject.digest, { artifactType: 'application/vnd.example' }), []);
       assert.equal((await t.store.listReferrers('refs/r', subject.digest, {})).length, referrers.length);
     });
 
     it('paginates by digest', async () => {
       const first = await t.store.listReferrers('refs/r', subject.digest, undefined, { limit: 2 });
-      assert.deepEqual(first.map((r) => r.digest), byDigest.slice(0, 2).map((m) => m.digest));
+      assert.deepEqual(
+        first.map((r) => r.digest),
+        byDigest.slice(0, 2).map((m) => m.digest),
+      );
       const rest = await t.store.listReferrers('refs/r', subject.digest, undefined, { last: first[1].digest });
-      assert.deepEqual(rest.map((r) => r.digest), byDigest.slice(2).map((m) => m.digest));
-      const filtered = await t.store.listReferrers('refs/r', subject.digest, { artifactType: sbom }, { limit: 1, last: byDigest[0].digest });
+      assert.deepEqual(
+        rest.map((r) => r.digest),
+        byDigest.slice(2).map((m) => m.digest),
+      );
+      const filtered = await t.store.listReferrers(
+        'refs/r',
+        subject.digest,
+        { artifactType: sbom },
+        { limit: 1, last: byDigest[0].digest },
+      );
       assert.equal(filtered.length, 1);
       assert.equal(filtered[0].artifactType, sbom);
       assert.ok(byteOrder(filtered[0].digest, byDigest[0].digest) > 0);

@@ -32,4 +32,3 @@ export async function listRepositories(ctx: Context) {
   if (more) headers.Link = nextLink('/v2/_catalog', { n: String(limit), last: visible[visible.length - 1] });
   return json(200, { repositories: visible }, headers);
 }
-

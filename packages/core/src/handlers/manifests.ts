@@ -33,7 +33,10 @@ export async function putManifest(ctx: Context) {
   const content = await readLimited(ctx.request.body, ctx.options.maxManifestBytes, requestHeader(ctx, 'content-length'));
   const digest = digestOf(algorithm, content);
   if (byDigest && digest !== reference) {
-    throw new OciError('DIGEST_INVALID', { message: 'manifest content does not match its digest', detail: { expected: reference, computed: digest } });
+    throw new OciError('DIGEST_INVALID', {
+      message: 'manifest content does not match its digest',
+      detail: { expected: reference, computed: digest },
+    });
   }
   const parsed = parseManifest(content, requestHeader(ctx, 'content-type'));
   const { metadata } = ctx.options;
@@ -59,7 +62,14 @@ export async function putManifest(ctx: Context) {
   };
   await metadata.putManifest(record, tags);
   ctx.cache.invalidate(repository);
-  ctx.events.emit('manifest.pushed', { repository, digest, mediaType: parsed.mediaType, size: content.length, tags, subject: record.subject });
+  ctx.events.emit('manifest.pushed', {
+    repository,
+    digest,
+    mediaType: parsed.mediaType,
+    size: content.length,
+    tags,
+    subject: record.subject,
+  });
   for (const tag of tags) ctx.events.emit('tag.updated', { repository, tag, digest });
 
   const headers: Record<string, string> = {

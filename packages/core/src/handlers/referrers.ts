@@ -16,7 +16,8 @@ export async function listReferrers(ctx: Context) {
   const artifactType = queryValue(ctx, 'artifactType') || undefined;
   const { limit } = pageSize(ctx);
   const last = queryValue(ctx, 'last') || undefined;
-  const found = limit === 0 ? [] : await ctx.options.metadata.listReferrers(repository, subject, { artifactType }, { limit: limit + 1, last });
+  const found =
+    limit === 0 ? [] : await ctx.options.metadata.listReferrers(repository, subject, { artifactType }, { limit: limit + 1, last });
 
   const headers: Record<string, string> = {};
   if (artifactType) headers['OCI-Filters-Applied'] = 'artifactType';

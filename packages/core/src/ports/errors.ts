@@ -4,7 +4,10 @@
  * into one of these, naming itself so logs show which driver failed.
  */
 export class StoreError extends Error {
-  constructor(message: string, readonly store: string) {
+  constructor(
+    message: string,
+    readonly store: string,
+  ) {
     super(`${store}: ${message}`);
     this.name = new.target.name;
   }
