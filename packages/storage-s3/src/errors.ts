@@ -10,17 +10,26 @@ interface SdkErrorShape {
 const NOT_FOUND = new Set(['NoSuchKey', 'NotFound', 'NoSuchUpload']);
 
 /** The S3 error code (or Node error code) of a failure, for matching and messages. */
-export function errorCode(error: unknown): string | undefined {
+function errorCode(error: unknown): string | undefined {
   const e = error as SdkErrorShape | undefined;
   return e?.name && e.name !== 'Error' ? e.name : e?.code;
 }
 
-export function httpStatus(error: unknown): number | undefined {
+function httpStatus(error: unknown): number | undefined {
   return (error as SdkErrorShape | undefined)?.$metadata?.httpStatusCode;
 }
 
+/**
+ * A conditional create (`If-None-Match: *`) that lost, mapped or not: 412, the key exists; 409, a
+ * concurrent conditional write to it is in flight (AWS).
+ */
+export function lostConditionalWrite(error: unknown): boolean {
+  const status = httpStatus(error instanceof StoreError ? error.cause : error);
+  return status === 412 || status === 409;
+}
+
 /** A missing key, upload or part. Ceph answers NoSuchKey for ListParts after Abort. */
-export function isNotFound(error: unknown): boolean {
+function isNotFound(error: unknown): boolean {
   if (error instanceof NotFoundError) return true;
   const code = errorCode(error);
   // NoSuchBucket is a 404 too, but it is a misconfiguration, not a missing blob.

@@ -1,0 +1,225 @@
+/**
+ * Upload sessions on S3 multipart uploads: create, append, commit and abort (see the README,
+ * "Uploads"). All session state travels in `S3UploadState`, so any replica can take the next call.
+ *
+ * Commit order keeps readers safe: data first (Complete), then verification, then the pointer (a
+ * conditional create, so concurrent commits of one digest keep exactly one data object).
+ */
+import { Readable } from 'node:stream';
+import {
+  type AppendResult,
+  ConflictError,
+  IntegrityError,
+  NotFoundError,
+  StoreError,
+  UnsupportedError,
+  type UploadState,
+  type VerifyContent,
+} from '@berthjs/core';
+import type { Bucket } from './bucket.js';
+import { lostConditionalWrite } from './errors.js';
+import type { KeyLayout } from './keys.js';
+import { MAX_PARTS, choosePartSize, partSizeFor, splitIntoParts } from './multipart.js';
+import type { BlobReader } from './reads.js';
+import { quiet } from './streams.js';
+import { type S3UploadState, heldBytes, parseState } from './upload-state.js';
+
+export interface SessionSettings {
+  /** Base part size of new sessions. */
+  partSize: number;
+  /** Whether part sizes of new sessions grow every 1,000 parts. */
+  grow: boolean;
+  /** Part uploads in flight while the next part fills. */
+  partConcurrency: number;
+  /** Create pointers with `If-None-Match: *`. */
+  conditionalWrites: boolean;
+}
+
+export class MultipartSessions {
+  constructor(
+    private readonly bucket: Bucket,
+    private readonly layout: KeyLayout,
+    private readonly reader: BlobReader,
+    private readonly store: string,
+    private readonly settings: SessionSettings,
+  ) {}
+
+  async create(id: string): Promise<UploadState> {
+    const key = this.layout.newDataKey(id);
+    const uploadId = await this.bucket.createMultipart(key);
+    const { partSize, grow } = this.settings;
+    const state: S3UploadState = { v: 1, key, uploadId, partSize, grow, parts: [] };
+    return state;
+  }
+
+  async append(id: string, state: UploadState, offset: number, body: Readable, length?: number): Promise<AppendResult> {
+    const input = this.parse(id, state);
+    const held = heldBytes(input);
+    if (offset !== held) throw new ConflictError(`upload ${id} holds ${held} bytes, not ${offset}`, this.store);
+    // The first bytes of a session with a known length may pick a bigger part size to fit 10,000 parts.
+    const partSize = input.parts.length === 0 && !input.tail ? choosePartSize(input.partSize, length) : input.partSize;
+
+    let written = 0;
+    const { bucket, store } = this;
+    const tail = input.tail;
+    async function* source(): AsyncGenerator<Buffer> {
+      if (tail) {
+        let staged = 0;
+        for await (const chunk of await bucket.get(tail.key)) {
+          staged += (chunk as Buffer).length;
+          yield chunk as Buffer;
+        }
+        if (staged !== tail.size) throw new StoreError(`staged tail of upload ${id} has ${staged} bytes, not ${tail.size}`, store);
+      }
+      for await (const raw of body) {
+        const chunk = typeof raw === 'string' ? Buffer.from(raw) : (raw as Buffer);
+        written += chunk.length;
+        yield chunk;
+      }
+    }
+
+    const { parts, remainder } = await splitIntoParts(source(), {
+      firstPartNumber: input.parts.length + 1,
+      sizeOf: (n) => partSizeFor(n, partSize, input.grow),
+      concurrency: this.settings.partConcurrency,
+      tooManyParts: () => new UnsupportedError(`upload ${id} exceeds ${MAX_PARTS} parts`, this.store),
+      upload: (n, data) => this.bucket.uploadPart(input.key, input.uploadId, n, data),
+    });
+    // An append that touched neither a part nor a staged tail has not yet proven the session is
+    // alive (after an abort or a commit it is not); ask S3 before staging bytes for a dead upload.
+    if (parts.length === 0 && !tail) await this.bucket.assertMultipartOpen(input.key, input.uploadId);
+    // Nothing new arrived: the session is unchanged (and its tail still where it was).
+    if (written === 0) return { state: input, written };
+
+    const next: S3UploadState = { ...input, partSize, parts: [...input.parts, ...parts] };
+    delete next.tail;
+    delete next.garbage;
+    if (remainder.length > 0) {
+      const key = this.layout.tail(id, offset + written);
+      await this.bucket.put(key, remainder);
+      next.tail = { key, size: remainder.length };
+    }
+    // The input tail may still be what the core has persisted (if persisting `next` fails), so it
+    // is only marked; the input's own garbage is superseded by the persisted input: delete it now.
+    if (input.tail) next.garbage = input.tail.key;
+    if (input.garbage && input.garbage !== next.tail?.key) await this.bucket.deleteQuietly(input.garbage);
+    return { state: next, written };
+  }
+
+  async commit(id: string, state: UploadState, size: number, digest: string, verify?: VerifyContent): Promise<void> {
+    const st = this.parse(id, state);
+    const blobKey = this.layout.blob(digest);
+    const held = heldBytes(st);
+    if (held !== size) throw new IntegrityError(`upload ${id} holds ${held} bytes, not ${size}`, this.store);
+    // Dedup: with nothing to verify, an existing blob makes the session's bytes redundant.
+    if (!verify && (await this.reader.resolve(digest))) {
+      await this.abort(id, st);
+      return;
+    }
+    if (st.parts.length === 0) await this.commitInline(id, st, size, digest, blobKey, verify);
+    else await this.commitMultipart(id, st, size, digest, blobKey, verify);
+    // The blob is readable now; leftover staging is the sweeper's if this fails.
+    await this.deleteStaging(id).catch(() => undefined);
+  }
+
+  async abort(id: string, state: UploadState): Promise<void> {
+    this.layout.checkId(id);
+    let st: S3UploadState | undefined;
+    try {
+      st = this.parse(id, state);
+    } catch {
+      // Unusable state: still free whatever staging the id has.
+    }
+    if (st) await this.bucket.abortMultipart(st.key, st.uploadId);
+    await this.deleteStaging(id);
+  }
+
+  private parse(id: string, state: UploadState): S3UploadState {
+    return parseState(this.layout, this.store, id, state);
+  }
+
+  /** No full part: the staged tail (or nothing) is the whole blob; store it at its address. */
+  private async commitInline(id: string, st: S3UploadState, size: number, digest: string, blobKey: string, verify?: VerifyContent) {
+    const tail = st.tail;
+    if (verify) {
+      const open = tail ? () => this.bucket.get(tail.key) : async () => quiet(Readable.from([]));
+      await this.runVerify(verify, open, () => this.abort(id, st));
+    }
+    if (!(await this.reader.resolve(digest))) {
+      if (tail) await this.bucket.copy(blobKey, tail.key);
+      else await this.bucket.put(blobKey, Buffer.alloc(0));
+    }
+    this.reader.remember(digest, { key: blobKey, size });
+    await this.bucket.abortMultipart(st.key, st.uploadId);
+  }
+
+  private async commitMultipart(id: string, st: S3UploadState, size: number, digest: string, blobKey: string, verify?: VerifyContent) {
+    await this.complete(id, st, size);
+    if (verify) {
+      await this.runVerify(
+        verify,
+        () => this.bucket.get(st.key),
+        async () => {
+          await this.bucket.deleteQuietly(st.key);
+          await this.deleteStaging(id).catch(() => undefined);
+        },
+      );
+    }
+    const location = { key: st.key, size };
+    if (await this.createPointer(blobKey, location)) this.reader.remember(digest, location);
+    else await this.bucket.deleteQuietly(st.key);
+  }
+
+  /** Send the tail as the last part and complete; tolerate a previous attempt that completed already. */
+  private async complete(id: string, st: S3UploadState, size: number): Promise<void> {
+    try {
+      const parts = [...st.parts];
+      if (st.tail) {
+        const PartNumber = parts.length + 1;
+        if (PartNumber > MAX_PARTS) throw new UnsupportedError(`upload ${id} exceeds ${MAX_PARTS} parts`, this.store);
+        const ETag = await this.bucket.copyPart(st.key, st.uploadId, PartNumber, st.tail.key);
+        parts.push({ PartNumber, ETag, size: st.tail.size });
+      }
+      await this.bucket.completeMultipart(st.key, st.uploadId, parts);
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) throw error;
+      // NoSuchUpload: an earlier commit attempt may have completed it (and then failed later).
+      const head = await this.bucket.head(st.key).catch(() => undefined);
+      if (head?.size !== size) throw error;
+    }
+  }
+
+  /** Create the digest's pointer; false when another commit created it first (dedup). */
+  private async createPointer(blobKey: string, location: { key: string; size: number }): Promise<boolean> {
+    const { conditionalWrites } = this.settings;
+    try {
+      await this.bucket.put(blobKey, Buffer.alloc(0), { metadata: this.layout.pointerMetadata(location), ifNoneMatch: conditionalWrites });
+      return true;
+    } catch (error) {
+      // Whoever holds the address has the same bytes.
+      if (conditionalWrites && lostConditionalWrite(error) && (await this.bucket.head(blobKey).catch(() => undefined))) return false;
+      throw error;
+    }
+  }
+
+  /** Hand the content to `verify`; on rejection clean up with `drop` and rethrow the rejection. */
+  private async runVerify(verify: VerifyContent, open: () => Promise<Readable>, drop: () => Promise<void>): Promise<void> {
+    const content = await open();
+    try {
+      await verify(content);
+    } catch (error) {
+      content.destroy();
+      await drop().catch(() => undefined);
+      throw error;
+    }
+    content.destroy();
+  }
+
+  private async deleteStaging(id: string): Promise<void> {
+    const keys: string[] = [];
+    for await (const object of this.bucket.list(this.layout.staging(id))) keys.push(object.key);
+    // Per-object deletes: a session has a handful of staging objects, and DeleteObjects needs a
+    // Content-MD5 that some providers insist on and the SDK no longer sends.
+    await Promise.all(keys.map((key) => this.bucket.deleteQuietly(key)));
+  }
+}
