@@ -49,7 +49,13 @@ export class UploadSessions {
   async start(repository: string, algorithm?: DigestAlgorithm): Promise<UploadRecord> {
     const id = randomUUID();
     const state = await this.blobs.createUpload(id);
-    await this.metadata.createUpload({ id, repository, state, algorithm });
+    try {
+      await this.metadata.createUpload({ id, repository, state, algorithm });
+    } catch (error) {
+      // No sweeper would ever find a session the metadata never heard of: free it now.
+      await this.blobs.abortUpload(id, state).catch(() => undefined);
+      throw error;
+    }
     this.remember(id, { hash: newHash(algorithm ?? 'sha256'), algorithm: algorithm ?? 'sha256', offset: 0 });
     const now = Date.now();
     return { id, repository, state, algorithm, offset: 0, createdAt: now, updatedAt: now, leaseUntil: 0 };
