@@ -207,6 +207,8 @@ export class UploadSessions {
       await this.blobs.commitUpload(upload.id, state, size, digest.digest, verify);
     } catch (error) {
       if (error instanceof IntegrityError) await this.rejectDigest(upload, state, digest, undefined);
+      // Cancelled (or completed) by another request since this one found it.
+      if (error instanceof NotFoundError) throw new OciError('BLOB_UPLOAD_UNKNOWN', { detail: { id: upload.id } });
       throw error;
     }
     await this.metadata.linkBlob(upload.repository, digest.digest, size);
