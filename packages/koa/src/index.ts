@@ -1,5 +1,4 @@
 import type { BerthHandler, BerthResponse } from '@berthjs/core';
-import Router from '@koa/router';
 import type { Middleware } from 'koa';
 
 /**
@@ -15,14 +14,6 @@ export function berth(registry: BerthHandler): Middleware {
     if (!response) return next();
     write(ctx, response);
   };
-}
-
-/** The same, as an @koa/router router for hosts that compose routers: `app.use(berthRouter(r).routes())`. */
-export function berthRouter(registry: BerthHandler): Router {
-  const router = new Router();
-  const middleware = berth(registry);
-  router.all(['/v2', '/v2/{*rest}'], middleware);
-  return router;
 }
 
 function write(ctx: Parameters<Middleware>[0], response: BerthResponse): void {

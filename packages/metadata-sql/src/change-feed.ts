@@ -9,7 +9,8 @@
 // how long another replica may still serve what was deleted. While that connection is down the
 // version changes on every call, so nothing is cached until it is back.
 import type { Knex } from 'knex';
-import pg from 'pg';
+import type pg from 'pg';
+import { loadPg } from './drivers.js';
 
 export interface ChangeFeed {
   /** Changes whenever another process may have changed cached data. */
@@ -78,7 +79,7 @@ export async function postgresChangeFeed(url: string, channel: string): Promise<
   };
 
   const connect = async (): Promise<void> => {
-    const connection = new pg.Client({ connectionString: url });
+    const connection = new (loadPg().Client)({ connectionString: url });
     const lost = () => {
       if (client !== connection) return; // replaced or closed already
       client = undefined;

@@ -4,8 +4,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import knexFactory, { type Knex } from 'knex';
-import pg from 'pg';
-import { ImmediateBetterSqlite3Client } from './sqlite-client.js';
+import { loadBetterSqlite3, loadPg } from './drivers.js';
+import { ImmediateBetterSqlite3Client, PgClient } from './knex-clients.js';
 import { dialectOf, type Dialect, type SqlMetadataStoreOptions } from './options.js';
 
 const DEFAULT_FILENAME = 'data/berth.sqlite';
@@ -24,6 +24,7 @@ export function connect(options: SqlMetadataStoreOptions): Connection {
 }
 
 function connectSqlite(options: SqlMetadataStoreOptions): Connection {
+  loadBetterSqlite3(); // its error, not knex's rewording of it
   const target = options.filename ?? options.url ?? DEFAULT_FILENAME;
   // ':memory:' works too (one connection, so one database), but only within this store.
   const filename = target === ':memory:' ? target : target.startsWith('file:') ? fileURLToPath(target) : resolve(target);
@@ -57,8 +58,9 @@ function connectSqlite(options: SqlMetadataStoreOptions): Connection {
 }
 
 function connectPostgres(options: SqlMetadataStoreOptions): Connection {
+  const pg = loadPg();
   const db = knexFactory({
-    client: 'pg',
+    client: PgClient as unknown as typeof Knex.Client,
     connection: {
       connectionString: options.url,
       // int8 (bigint: sizes, epoch ms) as JS numbers for this pool only, not pg's global parsers.

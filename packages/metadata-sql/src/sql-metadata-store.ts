@@ -17,7 +17,7 @@
 // Concurrency: single statements are atomic in both dialects, so upload leases are compare-and-set
 // UPDATEs whose WHERE clause carries the expected state (offset, lease expiry, token) and whose
 // affected-row count says who won; no SELECT ... FOR UPDATE. Multi-statement writes run in one
-// transaction (BEGIN IMMEDIATE on SQLite, see sqlite-client.ts). Reads are single statements
+// transaction (BEGIN IMMEDIATE on SQLite, see knex-clients.ts). Reads are single statements
 // outside transactions. Writes that delete or move what readers cache (blob links, tags,
 // manifests) announce it to other processes (change-feed.ts), behind `changeVersion()`.
 import type { Knex } from 'knex';

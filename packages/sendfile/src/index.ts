@@ -15,14 +15,22 @@ interface Addon {
   cancel(transfer: unknown): void;
 }
 
+/**
+ * The addon built at install (build/Release), else the one shipped prebuilt for this platform
+ * (prebuilds/, for installs that ran no install script), else none: not Linux, or no compiler.
+ */
 function loadAddon(): Addon | undefined {
-  try {
-    const addon = createRequire(import.meta.url)('../build/Release/sendfile.node') as Partial<Addon>;
-    // Built on a system without sendfile(2): the module loads but exports nothing.
-    return typeof addon.start === 'function' ? (addon as Addon) : undefined;
-  } catch {
-    return undefined; // not built (no compiler at install time)
+  const require = createRequire(import.meta.url);
+  for (const path of ['../build/Release/sendfile.node', `../prebuilds/${process.platform}-${process.arch}/sendfile.node`]) {
+    try {
+      const addon = require(path) as Partial<Addon>;
+      // Built on a system without sendfile(2): the module loads but exports nothing.
+      return typeof addon.start === 'function' ? (addon as Addon) : undefined;
+    } catch {
+      // absent, or does not load here (another libc): try the next
+    }
   }
+  return undefined;
 }
 
 const addon = loadAddon();

@@ -2,7 +2,10 @@ import { fstatSync, readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import { flushHead, sendFile, zeroCopySocket, type SendFileError } from '@berthjs/sendfile';
+import type { SendFileError } from '@berthjs/sendfile';
+
+// An optional dependency: without it (not installed, or its addon did not build) bodies stream.
+const zeroCopy = await import('@berthjs/sendfile').catch(() => undefined);
 
 /**
  * Backstop for storage whose reads the kernel does not count as block input (network
@@ -83,8 +86,9 @@ export class BlobReadStream extends Readable {
   override pipe<T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T {
     const untouched = this.#mode === 'first' && this.readableFlowing === null && this.readableLength === 0;
     const length = untouched && this.#zeroCopy ? this.#remaining() : undefined;
-    const socket = length === undefined ? undefined : zeroCopySocket(destination, length);
-    if (!socket || length === undefined) return super.pipe(destination, options);
+    const socket = length === undefined || !zeroCopy ? undefined : zeroCopy.zeroCopySocket(destination, length);
+    if (!zeroCopy || !socket || length === undefined) return super.pipe(destination, options);
+    const { flushHead, sendFile } = zeroCopy;
     this.#mode = 'sendfile';
     const response = destination as unknown as ServerResponse;
     const send = async () => {
