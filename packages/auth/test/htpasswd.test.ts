@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { OciError } from '@berthjs/core';
 import { Htpasswd, htpasswdLine } from '../src/htpasswd.js';
 
 // Hashed by another implementation (libxcrypt, via Python's crypt), with the `$2y$` prefix `htpasswd -B` writes.
@@ -39,5 +40,93 @@ describe('Htpasswd', () => {
     assert.equal(await file.verify('bob', 'builder'), true);
     assert.equal(await file.verify('bob', 'builder'), true);
     assert.equal(await file.verify('bob', 'builde'), false);
+  });
+});
+
+/** One refused check: how long it took and the CPU it used (ms). */
+async function refusal(check: () => Promise<boolean>): Promise<{ ms: number; cpu: number }> {
+  const before = process.cpuUsage();
+  const start = performance.now();
+  assert.equal(await check(), false);
+  const ms = performance.now() - start;
+  const used = process.cpuUsage(before);
+  return { ms, cpu: (used.user + used.system) / 1000 };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
+describe('Htpasswd refusal timing', () => {
+  // Medians over interleaved attempts: a wrong password for a user in the file against a user who
+  // is not there. The old decoy (bcrypt at cost 10 whatever the file used) took ~60 ms against
+  // ~2 ms at cost 5, and burned that CPU on every unknown user.
+  for (const [cost, attempts] of [
+    [5, 41],
+    [10, 9],
+  ] as const) {
+    it(`takes as long for an unknown user as for a wrong password, with little CPU (bcrypt cost ${cost})`, async (t) => {
+      const users = ['alice', 'bob', 'carol'];
+      const lines = await Promise.all(users.map((user) => htpasswdLine(user, `${user}-secret`, cost)));
+      const file = new Htpasswd(lines.join('\n'), { cacheTtlMs: 0 });
+      // Warm up: JIT, and whatever the file learns about its own bcrypt cost.
+      for (let i = 0; i < 3; i++) {
+        await file.verify('bob', `nope${i}`);
+        await file.verify(`ghost${i}`, 'nope');
+      }
+      const known: { ms: number; cpu: number }[] = [];
+      const unknown: { ms: number; cpu: number }[] = [];
+      // Alternate single attempts so load drift on a shared machine hits both alike.
+      for (let i = 0; i < attempts; i++) {
+        known.push(await refusal(() => file.verify(users[i % users.length], `wrong-${i}`)));
+        unknown.push(await refusal(() => file.verify(`mallory${i}`, `wrong-${i}`)));
+      }
+      const k = median(known.map((r) => r.ms));
+      const u = median(unknown.map((r) => r.ms));
+      const what = `cost ${cost}: wrong password ${k.toFixed(2)} ms, unknown user ${u.toFixed(2)} ms (medians of ${attempts})`;
+      const [knownCpu, unknownCpu] = [sum(known.map((r) => r.cpu)), sum(unknown.map((r) => r.cpu))];
+      const cpu = `CPU ${unknownCpu.toFixed(1)} ms for the unknown users, ${knownCpu.toFixed(1)} ms for the wrong passwords`;
+      t.diagnostic(`${what}; ${cpu}`);
+      assert.ok(Math.abs(k - u) <= Math.max(2, 0.3 * k), what);
+      assert.ok(unknownCpu < 0.25 * knownCpu + attempts * 0.5, cpu);
+    });
+  }
+});
+
+describe('Htpasswd under concurrent logins', () => {
+  it('refuses a burst of unknown users as slowly as a burst of wrong passwords (checks take turns)', async (t) => {
+    const file = new Htpasswd(await htpasswdLine('bob', 'builder', 5), { cacheTtlMs: 0 });
+    for (let i = 0; i < 6; i++) await file.verify('bob', `warm-${i}`);
+    const burst = async (user: (i: number) => string) => {
+      const start = performance.now();
+      await Promise.all(Array.from({ length: 12 }, (_, i) => file.verify(user(i), `wrong-${Math.random()}`)));
+      return performance.now() - start;
+    };
+    const known: number[] = [];
+    const unknown: number[] = [];
+    for (let round = 0; round < 7; round++) {
+      known.push(await burst(() => 'bob'));
+      unknown.push(await burst((i) => `ghost-${round}-${i}`));
+    }
+    const [k, u] = [median(known), median(unknown)];
+    t.diagnostic(`12 at once: wrong passwords ${k.toFixed(1)} ms, unknown users ${u.toFixed(1)} ms (medians of 7 bursts)`);
+    assert.ok(Math.abs(k - u) <= Math.max(3, 0.3 * k), `wrong passwords ${k.toFixed(1)} ms, unknown users ${u.toFixed(1)} ms`);
+  });
+
+  it('shares one check among identical concurrent logins, and refuses a flood beyond maxPendingChecks with 429', async () => {
+    const file = new Htpasswd(await htpasswdLine('bob', 'builder', 4), { maxPendingChecks: 2 });
+    const same = await Promise.all(Array.from({ length: 10 }, () => file.verify('bob', 'builder')));
+    assert.deepEqual(same, Array(10).fill(true));
+    const flood = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => file.verify(i % 2 ? 'bob' : `ghost${i}`, `guess${i}`)));
+    assert.deepEqual(
+      flood.map((r) => r.status),
+      ['fulfilled', 'fulfilled', 'rejected', 'rejected', 'rejected', 'rejected'],
+    );
+    for (const r of flood) {
+      if (r.status === 'rejected') {
+        assert.equal((r.reason as OciError).code, 'TOOMANYREQUESTS');
+        assert.equal((r.reason as OciError).headers['Retry-After'], '1');
+      } else assert.equal(r.value, false);
+    }
+    assert.equal(await file.verify('bob', 'nope'), false, 'the queue drains');
   });
 });
