@@ -176,6 +176,10 @@ for (const adapter of ['koa', 'express'] as const) {
       const stranger = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
       const bad: Record<string, string> = {
         expired: `Bearer ${await sign({ ...claims, iat: now - 900, exp: now - 600 })}`,
+        'lifetime beyond the maximum': `Bearer ${await sign({ ...claims, exp: now + 365 * 86400 })}`,
+        'issued long ago, still unexpired': `Bearer ${await sign({ ...claims, iat: now - 3600 })}`,
+        'no iat': `Bearer ${await sign({ ...claims, iat: undefined })}`,
+        'issued in the future': `Bearer ${await sign({ ...claims, iat: now + 3600, exp: now + 3900 })}`,
         'wrong signature': `Bearer ${await sign(claims, stranger)}`,
         'wrong audience': `Bearer ${await sign({ ...claims, aud: 'other-registry' })}`,
         'wrong issuer': `Bearer ${await sign({ ...claims, iss: 'mallory' })}`,

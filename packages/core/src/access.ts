@@ -48,6 +48,15 @@ export class AccessControl {
     }
   }
 
+  /** The repositories the caller may pull, if the hooks can name them (`pullableRepositories`); undefined means "scan". */
+  async pullableRepositories(principal: Principal | undefined): Promise<Iterable<string> | undefined> {
+    try {
+      return await this.hooks.pullableRepositories?.(principal);
+    } catch (error) {
+      throw this.withChallenge(error, []);
+    }
+  }
+
   /** Whether content may move between the two repositories: same tenant (or no tenant hook). */
   sameTenant(a: string, b: string): boolean {
     return !this.hooks.tenantOf || this.hooks.tenantOf(a) === this.hooks.tenantOf(b);

@@ -48,6 +48,16 @@ export interface AuthHooks {
    * Default: `Basic realm="berth"`.
    */
   challenge?: (scopes: Scope[], error?: ChallengeError) => string;
+  /**
+   * Every repository the caller may pull, when the auth layer can name them without asking
+   * `authorize` about each repository in the store (a token lists its repositories; `tokenAuth`
+   * implements this). `_catalog` then looks up only these names, so its cost follows the caller's
+   * grants rather than the registry's size. The list must include every repository `authorize`
+   * lets the caller pull: one left out is never listed. Names that do not exist, or that
+   * `authorize` refuses, are dropped, so a superset is fine. Return undefined to have `_catalog`
+   * scan the store instead (bounded per request by `catalogScanLimit`). Sync or async.
+   */
+  pullableRepositories?: (principal: Principal | undefined) => Iterable<string> | undefined | Promise<Iterable<string> | undefined>;
   /** What callers without a principal may do; see `AnonymousAccess`. Default `'none'` when `authenticate` is set, else `'authorize'`. */
   anonymous?: AnonymousAccess;
   /**

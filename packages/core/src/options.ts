@@ -19,6 +19,13 @@ export interface RegistryOptions extends AuthHooks {
   automaticCrossMount?: boolean;
   /** Largest page of tags, repositories or referrers per response; longer lists get a `Link`. Default 1000. */
   maxPageSize?: number;
+  /**
+   * Most repositories one `_catalog` request checks with `authorize` (or `n`, when larger) before
+   * it answers the names found so far with a `Link` to continue; bounds a catalog request's cost
+   * when `authorize` hides most repositories. Callers whose repositories `pullableRepositories`
+   * names are checked only against those. Default 1000.
+   */
+  catalogScanLimit?: number;
   /** How long one request may hold an upload session before another may take it over (ms). Renewed while streaming. Default 60 s. */
   uploadLeaseMs?: number;
   /** Upload sessions untouched for this long are aborted by `sweepUploads()`. Default 24 h. */
@@ -48,6 +55,7 @@ export function resolveOptions(options: RegistryOptions): ResolvedOptions {
     referrers: true,
     automaticCrossMount: true,
     maxPageSize: 1000,
+    catalogScanLimit: 1000,
     uploadLeaseMs: 60_000,
     uploadTtlMs: 24 * 60 * 60 * 1000,
     redirectBlobs: false,

@@ -76,6 +76,7 @@ export function createRegistry(input: RegistryOptions): Registry {
       cache,
       events,
       can: (act, repository) => access.can(principal, act, repository),
+      pullableRepositories: () => access.pullableRepositories(principal),
       sameTenant: (a, b) => access.sameTenant(a, b),
     };
     return handler(ctx);

@@ -20,6 +20,8 @@ export interface Context {
   events: RegistryEventEmitter;
   /** Whether the caller may perform `action` on another repository (mount source, catalog). */
   can(action: Action, repository: string): Promise<boolean>;
+  /** The repositories the caller may pull, when the auth hooks can name them; undefined: ask `can` about each. */
+  pullableRepositories(): Promise<Iterable<string> | undefined>;
   /** Whether content may move between two repositories (same tenant, see `tenantOf`). */
   sameTenant(a: string, b: string): boolean;
 }
