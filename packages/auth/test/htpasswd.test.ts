@@ -101,7 +101,8 @@ describe('Htpasswd refusal timing', () => {
       t.diagnostic(`${what}; ${cpu}`);
       // Within a factor of 2, loose enough for a loaded shared machine: the old decoy was 30x off at cost 5.
       assert.ok(Math.abs(k - u) <= Math.max(2, Math.min(k, u)), what);
-      assert.ok(unknownCpu < 0.25 * knownCpu + attempts, cpu);
+      // A quarter of a real check, or 3 ms an attempt: process CPU also counts V8's background threads.
+      assert.ok(unknownCpu < Math.max(0.25 * knownCpu, 3 * attempts), cpu);
     });
   }
 });
