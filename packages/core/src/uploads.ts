@@ -48,12 +48,15 @@ export class UploadSessions {
 
   async start(repository: string, algorithm?: DigestAlgorithm): Promise<UploadRecord> {
     const id = randomUUID();
-    const state = await this.blobs.createUpload(id);
+    let state: UploadState = {};
     try {
+      state = await this.blobs.createUpload(id);
       await this.metadata.createUpload({ id, repository, state, algorithm });
     } catch (error) {
-      // No sweeper would ever find a session the metadata never heard of: free it now.
+      // The client never learns this id, and no sweeper finds a session the metadata never heard
+      // of: free whatever was made before the failure (a store may fail after doing its part).
       await this.blobs.abortUpload(id, state).catch(() => undefined);
+      await this.metadata.deleteUpload(id).catch(() => undefined);
       throw error;
     }
     this.remember(id, { hash: newHash(algorithm ?? 'sha256'), algorithm: algorithm ?? 'sha256', offset: 0 });

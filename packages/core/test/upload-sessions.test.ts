@@ -76,6 +76,16 @@ describe('UploadSessions', () => {
     assert.deepEqual(rawMetadata.snapshot().uploads, []);
   });
 
+  for (const store of ['blobs', 'metadata']) {
+    it(`a ${store} createUpload that fails after doing its part leaves no session anywhere`, async () => {
+      const { sessions, faults, rawBlobs, rawMetadata } = setup();
+      faults.fail('createUpload', boom, { store, after: true });
+      await assert.rejects(sessions.start(REPO), boom);
+      assert.deepEqual(await rawBlobs.listUploads(), []);
+      assert.deepEqual(rawMetadata.snapshot().uploads, []);
+    });
+  }
+
   it('appends chunks in order and completes with the right digest', async () => {
     const { sessions, rawBlobs, rawMetadata, emitted } = setup();
     const [a, b] = [randomBytes(3000), randomBytes(1234)];
