@@ -55,8 +55,7 @@ export class UploadSessions {
     } catch (error) {
       // The client never learns this id, and no sweeper finds a session the metadata never heard
       // of: free whatever was made before the failure (a store may fail after doing its part).
-      await this.blobs.abortUpload(id, state).catch(() => undefined);
-      await this.metadata.deleteUpload(id).catch(() => undefined);
+      await this.discard({ id, state });
       throw error;
     }
     this.remember(id, { hash: newHash(algorithm ?? 'sha256'), algorithm: algorithm ?? 'sha256', offset: 0 });
@@ -95,6 +94,16 @@ export class UploadSessions {
       await this.commit(upload, state, offset, digest);
       return offset;
     });
+  }
+
+  /**
+   * Free, as far as the stores let us, a session no client knows of (its POST failed before
+   * answering with its Location); failures are ignored, since the request is failing already.
+   */
+  async discard(upload: Pick<UploadRecord, 'id' | 'state'>): Promise<void> {
+    this.live.delete(upload.id);
+    await this.blobs.abortUpload(upload.id, upload.state).catch(() => undefined);
+    await this.metadata.deleteUpload(upload.id).catch(() => undefined);
   }
 
   async cancel(upload: UploadRecord, reason: 'cancelled' | 'expired'): Promise<void> {

@@ -22,10 +22,17 @@ export async function startUpload(ctx: Context) {
   const digestParam = queryValue(ctx, 'digest');
   const digest = digestParam === undefined ? undefined : parseDigest(digestParam);
   const algorithm = digestAlgorithm(ctx, digest?.algorithm);
+  const chunk = digest && chunkInfo(ctx, false); // checked before a session exists
   const upload = await ctx.uploads.start(repository, algorithm);
-  if (digest) {
-    const size = await ctx.uploads.complete(upload, digest, ctx.request.body, chunkInfo(ctx, false));
-    return blobCreated(repository, digest.digest, size);
+  if (digest && chunk) {
+    try {
+      const size = await ctx.uploads.complete(upload, digest, ctx.request.body, chunk);
+      return blobCreated(repository, digest.digest, size);
+    } catch (error) {
+      // Nobody could resume this session: the client never learned its Location.
+      await ctx.uploads.discard(upload);
+      throw error;
+    }
   }
   const headers = sessionHeaders(repository, upload.id, 0);
   const minChunk = ctx.options.blobs.capabilities.minChunkLength;
