@@ -13,6 +13,11 @@ export function readLimited(body: Readable, limit: number, contentLength?: strin
     return Promise.reject(tooLarge);
   }
   return new Promise((resolve, reject) => {
+    // Closed while the request waited (e.g. on an auth hook): no event will ever come.
+    if (body.destroyed && !body.readableEnded) {
+      reject(new OciError('MANIFEST_INVALID', { message: 'request body ended early' }));
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     const onData = (chunk: Buffer) => {

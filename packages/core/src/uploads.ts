@@ -258,6 +258,12 @@ export class UploadSessions {
  * (the client went away) fails the stream, so the store's append rejects instead of waiting.
  */
 function feed(body: Readable, into: HashingStream): void {
+  // A client that left while the request waited (on a store, for the lease) has closed the body
+  // already: it will never emit again, and waiting for it would hold the lease forever.
+  if (body.destroyed && !body.readableEnded) {
+    into.destroy(new Error('request body closed before it ended'));
+    return;
+  }
   body.once('error', (error) => into.destroy(error));
   body.once('close', () => {
     if (!body.readableEnded) into.destroy(new Error('request body closed before it ended'));

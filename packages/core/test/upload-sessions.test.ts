@@ -150,6 +150,19 @@ describe('UploadSessions', () => {
     });
   }
 
+  it('a body the client closed while the request waited fails at once and frees the lease', async () => {
+    const { sessions, faults, rawMetadata } = setup();
+    const upload = await sessions.start(REPO);
+    const gone = body(randomBytes(100));
+    const hang = faults.hang('claimUpload');
+    const append = sessions.append(upload, gone, { length: 100 });
+    await hang.reached;
+    gone.destroy(); // what an adapter's request does when its socket closes
+    hang.release();
+    await assert.rejects(append);
+    assert.equal((await rawMetadata.getUpload(upload.id))?.leaseUntil, 0);
+  });
+
   it('a body shorter than its Content-Length is SIZE_INVALID and records nothing', async () => {
     const { sessions, rawMetadata } = setup();
     const upload = await sessions.start(REPO);
