@@ -138,9 +138,12 @@ export class UploadSessions {
       throw outOfOrder(upload, `chunk starts at ${chunk.start}, expected ${upload.offset}`);
     }
     const token = randomUUID();
-    if (!(await this.metadata.claimUpload(upload.id, upload.offset, token, Date.now() + this.leaseMs))) {
-      throw outOfOrder(upload, 'another request is writing to this upload session');
-    }
+    const claimed = await this.metadata.claimUpload(upload.id, upload.offset, token, Date.now() + this.leaseMs).catch(async (error) => {
+      // The claim may have landed before the store failed: free it, or it blocks the session for a lease.
+      await this.metadata.releaseUpload(upload.id, token).catch(() => undefined);
+      throw error;
+    });
+    if (!claimed) throw outOfOrder(upload, 'another request is writing to this upload session');
     const renew = setInterval(
       () => {
         this.metadata.renewUpload(upload.id, token, Date.now() + this.leaseMs).catch(() => undefined);

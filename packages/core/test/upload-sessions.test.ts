@@ -191,6 +191,15 @@ describe('UploadSessions', () => {
     assert.equal(await sessions.append(upload, body(randomBytes(100)), {}), 100);
   });
 
+  it('a claim that fails after landing (the answer lost) does not keep the session leased', async () => {
+    const { sessions, faults, rawMetadata } = setup();
+    const upload = await sessions.start(REPO);
+    faults.fail('claimUpload', boom, { after: true, times: 1 });
+    await assert.rejects(sessions.append(upload, body(randomBytes(10)), {}), boom);
+    assert.equal((await rawMetadata.getUpload(upload.id))?.leaseUntil, 0);
+    assert.equal(await sessions.append(upload, body(randomBytes(10)), {}), 10);
+  });
+
   it('a lost lease (taken over while the body stalled) is 416 and the taker keeps the session', async () => {
     const { sessions, rawMetadata } = setup(30);
     const upload = await sessions.start(REPO);
