@@ -99,6 +99,8 @@ export interface RawRequest {
   body?: Buffer;
   /** Where and how the body goes wrong on the wire: `error` resets the connection, `close` closes it, `end` half-closes it. */
   fault?: BodyFault;
+  /** Bytes per write (and per chunk with `Transfer-Encoding: chunked`, which frames the body). Default 16 KiB. */
+  chunkSize?: number;
 }
 
 export interface RawResponse {
@@ -134,21 +136,27 @@ export function sendRaw(baseUrl: string, request: RawRequest): RawExchange {
   const head = `${request.method} ${request.path} HTTP/1.1\r\n${Object.entries(headers)
     .map(([name, value]) => `${name}: ${value}\r\n`)
     .join('')}\r\n`;
-  const body = faultyBody(content, request.fault);
+  const body = faultyBody(content, request.fault, request.chunkSize);
+  const chunked = Object.entries(headers).some(([name, value]) => /^transfer-encoding$/i.test(name) && /chunked/i.test(value));
   const socket: Socket = connect(Number(port), hostname);
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   socket.on('error', () => undefined); // a reset from either side ends the exchange, nothing more
   let written = new Promise<void>((resolve) => socket.write(head, () => resolve()));
+  const send = (bytes: Buffer | string) => {
+    written = new Promise<void>((resolve) => socket.write(bytes, () => resolve()));
+  };
   body.on('error', () => undefined); // its failure is what the socket then shows the server
   body.on('data', (chunk: Buffer) => {
-    written = new Promise<void>((resolve) => socket.write(chunk, () => resolve()));
+    send(chunked ? Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]) : chunk);
     if (socket.writableNeedDrain) {
       body.pause();
       socket.once('drain', () => body.resume());
     }
   });
   body.once('end', () => {
+    // Cut short: half-close without the last chunk; whole: the terminating chunk, if chunked.
     if (request.fault?.kind === 'end') socket.end();
+    else if (chunked) send('0\r\n\r\n');
   });
   body.once('close', () => {
     if (body.readableEnded) return;
