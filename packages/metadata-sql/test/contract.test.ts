@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeMetadataStore } from '@berthjs/testkit';
+import { describeMetadataStore, Faults } from '@berthjs/testkit';
 import { createSqlMetadataStore } from '../src/index.js';
 import { POSTGRES_URL, postgresUnreachable, query } from './fixtures/postgres.js';
 
@@ -17,6 +17,19 @@ describeMetadataStore('sqlite', async () => {
     await rm(dir, { recursive: true, force: true });
   };
   return { store, cleanup, reopen: () => createSqlMetadataStore({ filename }) };
+});
+
+// The fault wrapper of @berthjs/testkit, with no rule armed, must be invisible around a real store.
+describeMetadataStore('sqlite behind Faults', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-metadata-'));
+  const filename = join(dir, 'metadata.sqlite');
+  const faults = new Faults();
+  const store = faults.wrap(await createSqlMetadataStore({ filename }));
+  const cleanup = async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  };
+  return { store, cleanup, reopen: async () => faults.wrap(await createSqlMetadataStore({ filename })) };
 });
 
 const url = POSTGRES_URL;

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeBlobStore } from '@berthjs/testkit';
+import { describeBlobStore, Faults } from '@berthjs/testkit';
 import { FsBlobStore } from '@berthjs/storage-fs';
 
 describeBlobStore('fs', async () => {
@@ -13,5 +13,16 @@ describeBlobStore('fs', async () => {
     listUploads: () => store.listUploads(),
     // A second replica sharing the directory (e.g. an NFS mount or a shared volume).
     reopen: async () => new FsBlobStore({ root }),
+  };
+});
+
+// The fault wrapper of @berthjs/testkit, with no rule armed, must be invisible around a real store.
+describeBlobStore('fs behind Faults', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'berth-fs-contract-'));
+  const store = new FsBlobStore({ root });
+  return {
+    store: new Faults().wrap(store),
+    cleanup: () => rm(root, { recursive: true, force: true }),
+    listUploads: () => store.listUploads(),
   };
 });
