@@ -1,13 +1,13 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { BlobStore, MetadataStore } from '@berthjs/core';
 import { FsBlobStore } from '@berthjs/storage-fs';
 import { createSqlMetadataStore } from '@berthjs/metadata-sql';
 import { S3BlobStore } from '@berthjs/storage-s3';
-import { createBucket, deleteBucket, s3Client, s3TestEnv } from '@berthjs/storage-s3/testing';
+import { createBucket, deleteBucket, listKeys, s3Client, s3TestEnv } from '@berthjs/storage-s3/testing';
 
 export const POSTGRES_URL = process.env.BERTH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -16,6 +16,14 @@ export interface StoreSet {
   open(): Promise<{ blobs: BlobStore; metadata: MetadataStore }>;
   /** Remove every trace of the data. */
   destroy(): Promise<void>;
+  /** Every file (fs: below the blob store's root) or object (S3: in the bucket) the blob store holds. */
+  stored(): Promise<string[]>;
+}
+
+/** Files below `dir`, as paths relative to it. */
+async function filesBelow(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isFile()).map((e) => relative(dir, join(e.parentPath, e.name)));
 }
 
 /** fs blobs + embedded SQLite metadata in one temp data directory. */
@@ -29,6 +37,7 @@ export async function embeddedStores(): Promise<StoreSet> {
       };
     },
     destroy: () => rm(dir, { recursive: true, force: true }),
+    stored: () => filesBelow(join(dir, 'blobs')),
   };
 }
 
@@ -50,6 +59,7 @@ export async function postgresStores(): Promise<StoreSet> {
       await client.end();
       await rm(dir, { recursive: true, force: true });
     },
+    stored: () => filesBelow(join(dir, 'blobs')),
   };
 }
 
@@ -97,5 +107,6 @@ export async function s3PostgresStores(): Promise<StoreSet> {
         admin.destroy();
       }
     },
+    stored: () => listKeys(admin, bucket),
   };
 }

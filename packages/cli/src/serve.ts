@@ -73,13 +73,8 @@ export async function serve(config: ServeConfig): Promise<RunningServer> {
   const sweeper = setInterval(
     () => {
       registry.sweepUploads().then(
-        (n) => n > 0 && log.info({ swept: n }, 'aborted idle upload sessions'),
+        (n) => n > 0 && log.info({ swept: n }, 'freed what idle or abandoned uploads left'),
         (error) => log.error({ err: error }, 'upload sweep failed'),
-      );
-      // Backstop for multipart uploads no session knows of (a crash before the session was saved).
-      s3?.sweepUploads(config.uploadTtlMs).then(
-        ({ aborted, deleted }) => aborted + deleted > 0 && log.info({ aborted, deleted }, 'aborted orphaned S3 uploads'),
-        (error) => log.error({ err: error }, 'S3 upload sweep failed'),
       );
     },
     10 * 60 * 1000,

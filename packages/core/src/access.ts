@@ -62,6 +62,11 @@ export class AccessControl {
     return !this.hooks.tenantOf || this.hooks.tenantOf(a) === this.hooks.tenantOf(b);
   }
 
+  /** The repository's tenant for usage and quotas: `tenantOf`, else `''` (the whole registry). */
+  tenant(repository: string): string {
+    return this.hooks.tenantOf?.(repository) ?? '';
+  }
+
   private async authorize(principal: Principal | undefined, action: Action, repository: string): Promise<boolean> {
     if (!this.hooks.authorize) return true;
     return (await this.hooks.authorize({ principal, action, repository })) === true;

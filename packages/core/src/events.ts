@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { CollectReport } from './gc.js';
 
 /** What the registry tells its host, e.g. to meter usage, enforce quotas, send webhooks or audit. */
 export interface RegistryEvents {
@@ -10,6 +11,8 @@ export interface RegistryEvents {
   'blob.mounted': [{ repository: string; from: string; digest: string; size: number }];
   'blob.deleted': [{ repository: string; digest: string }];
   'upload.aborted': [{ repository: string; id: string; reason: 'cancelled' | 'expired' | 'digest-mismatch' }];
+  /** A garbage collection finished (not emitted when it was skipped because another one runs). */
+  'gc.completed': [CollectReport];
   /** A failure that became a 500 or 503: the host logs it; the client saw no internals. */
   'request.failed': [{ error: unknown; method: string; url: string }];
 }

@@ -1,6 +1,7 @@
 export * from './ports/index.js';
 export { createRegistry, renderError, type Registry } from './registry.js';
 export type { RegistryOptions } from './options.js';
+export type { CollectOptions, CollectProgress, CollectReport, TenantCollectReport } from './gc.js';
 export { header, type BerthHandler, type BerthRequest, type BerthResponse } from './http.js';
 export { OciError, OciErrors, ERROR_CODES, type OciErrorCode } from './errors.js';
 export { RegistryEventEmitter, type RegistryEvents } from './events.js';

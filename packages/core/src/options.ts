@@ -30,6 +30,11 @@ export interface RegistryOptions extends AuthHooks {
   uploadLeaseMs?: number;
   /** Upload sessions untouched for this long are aborted by `sweepUploads()`. Default 24 h. */
   uploadTtlMs?: number;
+  /**
+   * How long a garbage collection holds its lease (ms), renewed while it runs: how long a
+   * collection that was killed keeps the next one from starting. Default 60 s.
+   */
+  gcLeaseMs?: number;
   /** Redirect blob GETs to the store's presigned URLs when it supports them. Default false. */
   redirectBlobs?: boolean;
   /** Largest number of `?tag=` values on one manifest PUT. Default 100. */
@@ -58,6 +63,7 @@ export function resolveOptions(options: RegistryOptions): ResolvedOptions {
     catalogScanLimit: 1000,
     uploadLeaseMs: 60_000,
     uploadTtlMs: 24 * 60 * 60 * 1000,
+    gcLeaseMs: 60_000,
     redirectBlobs: false,
     maxTagsPerPush: 100,
     readCacheTtlMs: 1000,

@@ -16,6 +16,8 @@ import { resolveOptions, type RegistryOptions } from './options.js';
 import { UnavailableError } from './ports/errors.js';
 import { parseRoute, splitUrl, type RouteName } from './routes.js';
 import { UploadSessions } from './uploads.js';
+import { GarbageCollector, type CollectOptions, type CollectReport } from './gc.js';
+import type { RepositoryUsage, TenantUsage, UsageRecompute } from './ports/metadata-store.js';
 
 /** For each route and method: the handler and the action it needs on the route's repository. */
 const DISPATCH: Record<RouteName, Record<string, [Handler, Action | undefined]>> = {
@@ -36,8 +38,21 @@ export interface Registry extends BerthHandler {
    */
   handle(request: BerthRequest): Promise<BerthResponse | undefined>;
   events: RegistryEventEmitter;
-  /** Abort upload sessions idle for longer than `uploadTtlMs`; returns how many. */
+  /**
+   * Free what uploads left behind: sessions idle for longer than `uploadTtlMs`, and temp files,
+   * staging objects or multipart uploads no session knows of. Returns how many.
+   */
   sweepUploads(): Promise<number>;
+  /**
+   * Online garbage collection: delete what no tag or manifest keeps, while pushes go on (see the
+   * README). Resolves with what was deleted, or `skipped` when another process is collecting.
+   */
+  collectGarbage(options?: CollectOptions): Promise<CollectReport>;
+  /** Stored bytes of a tenant (each blob once) or of a repository (undefined if it does not exist). */
+  usage(scope: { tenant: string }): Promise<TenantUsage>;
+  usage(scope: { repository: string }): Promise<RepositoryUsage | undefined>;
+  /** Recompute usage from scratch, correct the running figures where they differ, report what differed. */
+  recomputeUsage(options?: { onProgress?: (done: number, total: number) => void }): Promise<UsageRecompute>;
   /** Close the stores. */
   close(): Promise<void>;
 }
@@ -45,8 +60,9 @@ export interface Registry extends BerthHandler {
 export function createRegistry(input: RegistryOptions): Registry {
   const options = resolveOptions(input);
   const events = new RegistryEventEmitter();
-  const uploads = new UploadSessions(options.blobs, options.metadata, events, options.uploadLeaseMs);
+  const uploads = new UploadSessions(options.blobs, options.metadata, events, options.uploadLeaseMs, options.uploadTtlMs);
   const cache = new ReadCache(options.metadata, options.readCacheTtlMs);
+  const collector = new GarbageCollector(options.blobs, options.metadata, uploads, cache, events, options.gcLeaseMs);
   const access = new AccessControl(options);
 
   async function dispatch(request: BerthRequest): Promise<BerthResponse | undefined> {
@@ -78,6 +94,7 @@ export function createRegistry(input: RegistryOptions): Registry {
       can: (act, repository) => access.can(principal, act, repository),
       pullableRepositories: () => access.pullableRepositories(principal),
       sameTenant: (a, b) => access.sameTenant(a, b),
+      tenant: (repository) => access.tenant(repository),
     };
     return handler(ctx);
   }
@@ -94,7 +111,14 @@ export function createRegistry(input: RegistryOptions): Registry {
       if (response) response.headers['Docker-Distribution-API-Version'] = 'registry/2.0';
       return response;
     },
-    sweepUploads: () => uploads.sweep(options.uploadTtlMs),
+    sweepUploads: () => uploads.sweep(),
+    collectGarbage: (collectOptions) => collector.collect(collectOptions),
+    usage: ((scope: { tenant: string } | { repository: string }) =>
+      'tenant' in scope
+        ? options.metadata.tenantUsage(scope.tenant)
+        : options.metadata.repositoryUsage(scope.repository)) as Registry['usage'],
+    recomputeUsage: (recompute) =>
+      options.metadata.recomputeUsage({ tenantOf: (repository) => access.tenant(repository), onProgress: recompute?.onProgress }),
     async close() {
       await Promise.all([options.blobs.close?.(), options.metadata.close()]);
     },

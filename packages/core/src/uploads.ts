@@ -1,11 +1,12 @@
 import { randomUUID, type Hash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
 import { HashingStream, newHash, type DigestAlgorithm, type ParsedDigest } from './digest.js';
 import { OciError } from './errors.js';
 import type { RegistryEventEmitter } from './events.js';
 import type { BlobStore, UploadState, VerifyContent } from './ports/blob-store.js';
-import { ConflictError, IntegrityError, NotFoundError } from './ports/errors.js';
-import type { MetadataStore, UploadRecord } from './ports/metadata-store.js';
+import { ConflictError, IntegrityError, NotFoundError, UnavailableError } from './ports/errors.js';
+import type { CommitStart, MetadataStore, UploadRecord } from './ports/metadata-store.js';
 
 /** Where a chunk claims to start and how long it is (from Content-Range / Content-Length). */
 export interface ChunkInfo {
@@ -19,6 +20,11 @@ interface LiveHash {
   algorithm: DigestAlgorithm;
   offset: number;
 }
+
+const SWEEP_LEASE = 'sweep';
+
+/** How long a commit waits for a collection that is deleting the same digest's bytes (one batch takes well under a second). */
+const PIN_WAIT_MS = 30_000;
 
 /** Hashes kept at most this many; older sessions fall back to re-reading (correct, just slower). */
 const MAX_LIVE_HASHES = 10_000;
@@ -44,14 +50,15 @@ export class UploadSessions {
     private readonly metadata: MetadataStore,
     private readonly events: RegistryEventEmitter,
     private readonly leaseMs: number,
+    private readonly ttlMs: number,
   ) {}
 
-  async start(repository: string, algorithm?: DigestAlgorithm): Promise<UploadRecord> {
+  async start(repository: string, tenant: string, algorithm?: DigestAlgorithm): Promise<UploadRecord> {
     const id = randomUUID();
     let state: UploadState = {};
     try {
       state = await this.blobs.createUpload(id);
-      await this.metadata.createUpload({ id, repository, state, algorithm });
+      await this.metadata.createUpload({ id, repository, tenant, state, algorithm });
     } catch (error) {
       // The client never learns this id, and no sweeper finds a session the metadata never heard
       // of: free whatever was made before the failure (a store may fail after doing its part).
@@ -60,7 +67,7 @@ export class UploadSessions {
     }
     this.remember(id, { hash: newHash(algorithm ?? 'sha256'), algorithm: algorithm ?? 'sha256', offset: 0 });
     const now = Date.now();
-    return { id, repository, state, algorithm, offset: 0, createdAt: now, updatedAt: now, leaseUntil: 0 };
+    return { id, repository, tenant, state, algorithm, offset: 0, reserved: 0, createdAt: now, updatedAt: now, leaseUntil: 0 };
   }
 
   /** The session, if it exists and belongs to `repository`. */
@@ -113,20 +120,38 @@ export class UploadSessions {
     this.events.emit('upload.aborted', { repository: upload.repository, id: upload.id, reason });
   }
 
-  /** Abort sessions untouched for `ttlMs`, freeing what they stored. Returns how many. */
-  async sweep(ttlMs: number, batch = 100): Promise<number> {
-    let swept = 0;
-    for (;;) {
-      const stale = await this.metadata.listStaleUploads(Date.now() - ttlMs, batch);
-      let sweptNow = 0;
-      for (const upload of stale) {
-        if (upload.leaseUntil > Date.now()) continue; // a request is still writing to it
-        await this.cancel(upload, 'expired');
-        sweptNow++;
+  /**
+   * Free everything uploads left behind: abort sessions untouched for `ttlMs`, then let the blob
+   * store remove leftovers no session knows of (older than the lease: a session's store side and
+   * its row are made within one request). One sweep at a time across processes. Returns how many.
+   */
+  async sweep(batch = 100): Promise<number> {
+    const holder = randomUUID();
+    if (!(await this.metadata.acquireLease(SWEEP_LEASE, holder, Math.max(this.leaseMs, 60_000))).acquired) return 0;
+    try {
+      let swept = 0;
+      for (;;) {
+        const stale = await this.metadata.listStaleUploads(Date.now() - this.ttlMs, batch);
+        let sweptNow = 0;
+        for (const upload of stale) {
+          if (upload.leaseUntil > Date.now()) continue; // a request is still writing to it
+          await this.cancel(upload, 'expired');
+          sweptNow++;
+        }
+        swept += sweptNow;
+        // Stop at the last page, or when a page held only leased sessions (it would come back again).
+        if (stale.length < batch || sweptNow === 0) break;
       }
-      swept += sweptNow;
-      // Stop at the last page, or when a page held only leased sessions (it would come back again).
-      if (stale.length < batch || sweptNow === 0) return swept;
+      swept += await this.blobs.sweepUploads({
+        before: Date.now() - this.leaseMs,
+        known: async (ids) => {
+          const found = await Promise.all(ids.map(async (id) => ((await this.metadata.getUpload(id)) ? id : undefined)));
+          return new Set(found.filter((id): id is string => id !== undefined));
+        },
+      });
+      return swept;
+    } finally {
+      await this.metadata.releaseLease(SWEEP_LEASE, holder).catch(() => undefined);
     }
   }
 
@@ -218,6 +243,7 @@ export class UploadSessions {
         if (computed !== digest.digest) throw new IntegrityError(`content hashes to ${computed}`, 'core');
       };
     }
+    await this.pin(upload, digest.digest, size);
     try {
       await this.blobs.commitUpload(upload.id, state, size, digest.digest, verify);
     } catch (error) {
@@ -226,9 +252,35 @@ export class UploadSessions {
       if (error instanceof NotFoundError) throw new OciError('BLOB_UPLOAD_UNKNOWN', { detail: { id: upload.id } });
       throw error;
     }
-    await this.metadata.linkBlob(upload.repository, digest.digest, size);
-    await this.metadata.deleteUpload(upload.id);
+    await this.metadata.finishCommit(upload.id, digest.digest, size);
     this.events.emit('blob.pushed', { repository: upload.repository, digest: digest.digest, size });
+  }
+
+  /**
+   * Pin the digest for this commit (metadata `beginCommit`): from here until the link is made,
+   * no collection can delete its bytes, so a dedup commit relies on bytes that stay. While a
+   * collection is deleting this digest's bytes, wait for it; finish the deletion ourselves if
+   * that collection died.
+   */
+  private async pin(upload: UploadRecord, digest: string, size: number): Promise<void> {
+    const deadline = Date.now() + PIN_WAIT_MS;
+    for (let delay = 10; ; delay = Math.min(delay * 2, 500)) {
+      let start: CommitStart;
+      try {
+        start = await this.metadata.beginCommit(upload.id, digest, size);
+      } catch (error) {
+        if (error instanceof NotFoundError) throw new OciError('BLOB_UPLOAD_UNKNOWN', { detail: { id: upload.id } });
+        throw error;
+      }
+      if (start.status === 'ready') return;
+      if (start.status === 'deleting' && start.abandoned) {
+        await this.blobs.delete([{ digest }]);
+        await this.metadata.forgetBlobs([digest]);
+        continue;
+      }
+      if (Date.now() > deadline) throw new UnavailableError(`blob ${digest} is being deleted by garbage collection`, 'core');
+      await sleep(delay);
+    }
   }
 
   /** A digest mismatch ends the session (as in distribution): nothing of it is kept. */

@@ -3,13 +3,17 @@
 // from sources stays in step with one migrated from the build.
 import type { Knex } from 'knex';
 import * as initial from './migrations/001_initial.js';
+import * as gcUsage from './migrations/002_gc_usage.js';
 
 interface Migration {
   name: string;
   module: Knex.Migration;
 }
 
-const MIGRATIONS: readonly Migration[] = [{ name: '001_initial', module: initial }];
+const MIGRATIONS: readonly Migration[] = [
+  { name: '001_initial', module: initial },
+  { name: '002_gc_usage', module: gcUsage },
+];
 
 export const migrationSource: Knex.MigrationSource<Migration> = {
   getMigrations: async () => [...MIGRATIONS],

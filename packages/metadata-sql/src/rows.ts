@@ -21,9 +21,12 @@ export type ReferrerRow = Pick<ManifestRow, 'digest' | 'media_type' | 'size' | '
 export interface UploadRow {
   id: string;
   repository: string;
+  tenant: string;
   byte_offset: number;
   state: string;
   algorithm: string | null;
+  reserved: number;
+  committing: string | null;
   created_at: number;
   updated_at: number;
   lease_token: string | null;
@@ -72,8 +75,10 @@ export function toUpload(row: UploadRow): UploadRecord {
   const record: UploadRecord = {
     id: row.id,
     repository: row.repository,
+    tenant: row.tenant,
     offset: Number(row.byte_offset),
     state: JSON.parse(row.state) as UploadState,
+    reserved: Number(row.reserved),
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
     leaseUntil: Number(row.lease_until),

@@ -1,36 +1,67 @@
 // MetadataStore on knex, one code path for SQLite (better-sqlite3) and Postgres (pg).
 //
-// Tables (migrations/001_initial.ts; names and digests sort in byte order in both dialects):
-//   repositories (name PK, created_at)                 a row once anything was pushed to it
-//   blob_links   (repository, digest PK; size, created_at)
-//                a repository's right to see a blob; the size lives on the link, since bytes are
-//                the BlobStore's business and there is nothing else to know about a blob
+// Tables (migrations/; names and digests sort in byte order in both dialects):
+//   repositories (name PK, tenant, bytes, blobs, created_at)  a row while anything is in it;
+//                bytes/blobs: usage of the repository; tenant fixed when it is created
+//   blob_links   (repository, digest PK; size, linked_at)  a repository's right to see a blob;
+//                linked_at is its last push or mount (the GC grace period counts from it)
+//   blobs        (digest PK; size, state live|deleting, run, touched_at)  one row per stored
+//                digest: the lock every commit, mount and collection of the digest takes
 //   manifests    (repository, digest PK; media_type, content, size, subject, artifact_type,
 //                 annotations JSON, blobs JSON, children JSON, created_at)
 //                exact pushed bytes; blobs/children are JSON so getManifest stays one row read;
 //                partial index (repository, subject, digest) serves the referrers API
+//   manifest_blobs (repository, manifest, blob), manifest_children (repository, manifest, child)
+//                the same references as rows, for "is this referenced" as an indexed query
 //   tags         (repository, name PK; digest, updated_at) -> manifests, ON DELETE CASCADE
-//   uploads      (id PK; repository, byte_offset, state JSON, algorithm, created_at, updated_at,
-//                 lease_token, lease_until)  chunked-upload sessions shared by every process
+//   uploads      (id PK; repository, tenant, byte_offset, state JSON, algorithm, reserved,
+//                 committing, created_at, updated_at, lease_token, lease_until)
+//                chunked-upload sessions shared by every process; `committing` pins a digest
+//   tenants      (name PK; bytes, blobs, reserved)  usage and quota reservations per tenant
+//   tenant_blobs (tenant, digest PK; size, links)  a blob counts once per tenant
+//   leases       (name PK; holder, until)  one garbage collection at a time
 // Times are epoch milliseconds in bigint columns, returned as JS numbers.
 //
 // Concurrency: single statements are atomic in both dialects, so upload leases are compare-and-set
 // UPDATEs whose WHERE clause carries the expected state (offset, lease expiry, token) and whose
-// affected-row count says who won; no SELECT ... FOR UPDATE. Multi-statement writes run in one
-// transaction (BEGIN IMMEDIATE on SQLite, see knex-clients.ts). Reads are single statements
-// outside transactions. Writes that delete or move what readers cache (blob links, tags,
-// manifests) announce it to other processes (change-feed.ts), behind `changeVersion()`.
+// affected-row count says who won. Multi-statement writes run in one transaction (BEGIN IMMEDIATE
+// on SQLite, see knex-clients.ts; row locks in a fixed order on Postgres, see ledger.ts), and
+// re-check under their locks what garbage collection relies on (see the MetadataStore port).
+// Reads are single statements outside transactions. Writes that delete or move what readers
+// cache (blob links, tags, manifests) announce it to other processes (change-feed.ts), behind
+// `changeVersion()`.
 import type { Knex } from 'knex';
-import type { ManifestRecord, MetadataStore, Page, ReferrerRecord, UploadRecord, UploadState } from '@berthjs/core';
+import {
+  NotFoundError,
+  StoreError,
+  type BlobRecord,
+  type CommitStart,
+  type Lease,
+  type LinkRecord,
+  type ManifestNode,
+  type ManifestRecord,
+  type MetadataStore,
+  type Page,
+  type ReferrerRecord,
+  type RepositoryUsage,
+  type Reservation,
+  type TenantUsage,
+  type UnlinkedBlob,
+  type UploadRecord,
+  type UploadState,
+  type UsageRecompute,
+} from '@berthjs/core';
 import { toStoreError } from './backend-errors.js';
 import { retryWhileBusy } from './busy-retry.js';
 import type { ChangeFeed } from './change-feed.js';
+import { chunks, Ledger } from './ledger.js';
 import { runMigrations } from './migrate.js';
 import type { Dialect } from './options.js';
 import { manifestRow, toManifest, toReferrer, toUpload, type ReferrerRow, type UploadRow } from './rows.js';
+import { recomputeUsage, type RecomputeOptions } from './usage.js';
 
-/** Bound parameters per `IN (...)` list, well under SQLite's and Postgres' limits. */
-const IN_CHUNK = 500;
+/** The lease whose holder marks blobs for deletion (see CommitStart.abandoned). */
+const GC_LEASE = 'gc';
 
 export interface SqlMetadataStoreConfig {
   dialect: Dialect;
@@ -41,6 +72,11 @@ export interface SqlMetadataStoreConfig {
    * it the core's read cache relies on its TTL).
    */
   changes?: ChangeFeed;
+}
+
+/** Thrown inside a transaction to roll it back and return `value` from `write`. */
+class Rollback<T> {
+  constructor(readonly value: T) {}
 }
 
 export class SqlMetadataStore implements MetadataStore {
@@ -80,24 +116,20 @@ export class SqlMetadataStore implements MetadataStore {
 
   // Blobs
 
-  async linkBlob(repository: string, digest: string, size: number): Promise<void> {
-    const now = Date.now();
-    await this.write(async (trx) => {
-      await ensureRepository(trx, repository, now);
-      await trx('blob_links').insert({ repository, digest, size, created_at: now }).onConflict(['repository', 'digest']).ignore();
-    });
-  }
-
   async getBlob(repository: string, digest: string): Promise<{ size: number } | undefined> {
     const row = await this.run(() => this.db('blob_links').first('size').where({ repository, digest }));
     return row === undefined ? undefined : { size: Number(row.size) };
   }
 
   async unlinkBlob(repository: string, digest: string): Promise<boolean> {
-    return this.write(async (trx) => {
-      const deleted = await trx('blob_links').where({ repository, digest }).del();
-      if (deleted > 0) await this.announce(trx);
-      return deleted > 0;
+    return this.write(async (ledger) => {
+      const repo = await ledger.lockRepository(repository);
+      const link = repo && (await ledger.trx('blob_links').first('size').where({ repository, digest }));
+      if (!repo || !link) return false;
+      await ledger.removeLinks(repository, repo.tenant, [{ digest, size: Number(link.size) }]);
+      await ledger.endRepositoryIfEmpty(repository);
+      await this.announce(ledger);
+      return true;
     });
   }
 
@@ -106,34 +138,55 @@ export class SqlMetadataStore implements MetadataStore {
     return this.run(() => paginate(this.db('blob_links').where({ digest }), 'repository', page).pluck('repository'));
   }
 
-  async missingBlobs(repository: string, digests: string[]): Promise<string[]> {
-    return this.missing('blob_links', repository, digests);
-  }
-
-  async isBlobLinked(digest: string): Promise<boolean> {
-    const row = await this.run(() => this.db('blob_links').first('repository').where({ digest }));
-    return row !== undefined;
+  async mountBlob(from: string, to: string, digest: string, tenant: string): Promise<{ size: number } | undefined> {
+    return this.write(async (ledger) => {
+      const toTenant = await ledger.takeRepository(to, tenant);
+      const source = await ledger.trx('blob_links').first('size').where({ repository: from, digest });
+      // Invariant: a link exists only while the blob is live; the shared lock keeps a
+      // collection from marking it until this link is in.
+      const blob = source && (await ledger.lock(ledger.trx('blobs').first('state').where({ digest }), 'share'));
+      if (!source || blob?.state !== 'live') throw new Rollback(undefined);
+      const size = Number(source.size);
+      await ledger.addLink(to, toTenant, digest, size);
+      return { size };
+    });
   }
 
   // Manifests and tags
 
-  async putManifest(manifest: ManifestRecord, tags: string[]): Promise<void> {
-    const now = Date.now();
+  async putManifest(manifest: ManifestRecord, tags: string[], tenant: string): Promise<string[]> {
     const { repository, digest } = manifest;
     // Deduplicated (one upsert may not touch a row twice) and sorted, so concurrent puts lock
     // tag rows in the same order and cannot deadlock each other on Postgres.
     const names = [...new Set(tags)].sort();
-    await this.write(async (trx) => {
-      await ensureRepository(trx, repository, now);
-      // Same digest, same bytes: an existing row is already right, keep it as first pushed.
-      await trx('manifests').insert(manifestRow(manifest, now)).onConflict(['repository', 'digest']).ignore();
+    const blobs = [...new Set(manifest.blobs)];
+    const children = [...new Set(manifest.children)];
+    return this.write(async (ledger) => {
+      const { trx } = ledger;
+      await ledger.takeRepository(repository, tenant);
+      // Re-checked under the repository lock, which a collection deleting links or manifests
+      // of this repository also takes: what is present now stays until this commits.
+      const missing = [
+        ...(await this.absent(trx, 'blob_links', repository, blobs)),
+        ...(await this.absent(trx, 'manifests', repository, children)),
+      ];
+      if (missing.length > 0) throw new Rollback(missing);
+      // Same digest, same bytes: an existing row (and its references) is already right.
+      if (!(await trx('manifests').first('digest').where({ repository, digest }))) {
+        await trx('manifests').insert(manifestRow(manifest, ledger.now));
+        for (const batch of chunks(blobs))
+          await trx('manifest_blobs').insert(batch.map((blob) => ({ repository, manifest: digest, blob })));
+        for (const batch of chunks(children))
+          await trx('manifest_children').insert(batch.map((child) => ({ repository, manifest: digest, child })));
+      }
       if (names.length > 0) {
         await trx('tags')
-          .insert(names.map((name) => ({ repository, name, digest, updated_at: now })))
+          .insert(names.map((name) => ({ repository, name, digest, updated_at: ledger.now })))
           .onConflict(['repository', 'name'])
           .merge(['digest', 'updated_at']);
-        await this.announce(trx); // a tag may have moved
+        await this.announce(ledger); // a tag may have moved
       }
+      return [];
     });
   }
 
@@ -142,17 +195,14 @@ export class SqlMetadataStore implements MetadataStore {
     return row === undefined ? undefined : toManifest(row);
   }
 
-  async missingManifests(repository: string, digests: string[]): Promise<string[]> {
-    return this.missing('manifests', repository, digests);
-  }
-
   async deleteManifest(repository: string, digest: string): Promise<boolean> {
-    return this.write(async (trx) => {
-      // Explicit rather than left to ON DELETE CASCADE, which SQLite only honours with the
-      // foreign_keys pragma on (a knex instance handed to the constructor may not have it).
-      await trx('tags').where({ repository, digest }).del();
-      const deleted = (await trx('manifests').where({ repository, digest }).del()) > 0;
-      if (deleted) await this.announce(trx);
+    return this.write(async (ledger) => {
+      if (!(await ledger.lockRepository(repository))) return false;
+      const deleted = await this.dropManifest(ledger, repository, digest);
+      if (deleted) {
+        await ledger.endRepositoryIfEmpty(repository);
+        await this.announce(ledger);
+      }
       return deleted;
     });
   }
@@ -163,9 +213,9 @@ export class SqlMetadataStore implements MetadataStore {
   }
 
   async deleteTag(repository: string, tag: string): Promise<boolean> {
-    return this.write(async (trx) => {
-      const deleted = await trx('tags').where({ repository, name: tag }).del();
-      if (deleted > 0) await this.announce(trx);
+    return this.write(async (ledger) => {
+      const deleted = await ledger.trx('tags').where({ repository, name: tag }).del();
+      if (deleted > 0) await this.announce(ledger);
       return deleted > 0;
     });
   }
@@ -189,14 +239,17 @@ export class SqlMetadataStore implements MetadataStore {
 
   // Upload sessions
 
-  async createUpload(upload: Pick<UploadRecord, 'id' | 'repository' | 'state' | 'algorithm'>): Promise<void> {
+  async createUpload(upload: Pick<UploadRecord, 'id' | 'repository' | 'tenant' | 'state' | 'algorithm'>): Promise<void> {
     const now = Date.now();
     const row: UploadRow = {
       id: upload.id,
       repository: upload.repository,
+      tenant: upload.tenant,
       byte_offset: 0,
       state: JSON.stringify(upload.state),
       algorithm: upload.algorithm ?? null,
+      reserved: 0,
+      committing: null,
       created_at: now,
       updated_at: now,
       lease_token: null,
@@ -246,8 +299,16 @@ export class SqlMetadataStore implements MetadataStore {
   }
 
   async deleteUpload(id: string): Promise<boolean> {
-    const deleted = await this.run(() => this.db('uploads').where({ id }).del());
-    return deleted > 0;
+    return this.write(async (ledger) => {
+      const upload = await ledger.trx('uploads').first('tenant').where({ id });
+      if (!upload) return false;
+      await ledger.lockTenant(upload.tenant);
+      const row = await ledger.lock(ledger.trx('uploads').first('reserved').where({ id }), 'update');
+      if (!row) return false;
+      await ledger.reserve(upload.tenant, -Number(row.reserved));
+      await ledger.trx('uploads').where({ id }).del();
+      return true;
+    });
   }
 
   async listStaleUploads(updatedBefore: number, limit: number): Promise<UploadRecord[]> {
@@ -256,6 +317,283 @@ export class SqlMetadataStore implements MetadataStore {
       this.db('uploads').select<UploadRow[]>('*').where('updated_at', '<', updatedBefore).orderBy('updated_at').limit(limit),
     );
     return rows.map(toUpload);
+  }
+
+  async reserveUpload(id: string, total: number, limit: number, digest?: string): Promise<Reservation> {
+    return this.write(async (ledger) => {
+      const { trx } = ledger;
+      const upload = await this.uploadOrThrow(trx, id);
+      if (digest && (await trx('tenant_blobs').first('digest').where({ tenant: upload.tenant, digest }))) return { granted: true };
+      const usage = await ledger.lockTenant(upload.tenant);
+      const current = await ledger.lock(trx('uploads').first('reserved').where({ id }), 'update');
+      const needed = total - Number(current.reserved);
+      if (needed <= 0) return { granted: true };
+      if (usage.bytes + usage.reserved + needed > limit) return { granted: false, usage, needed };
+      await ledger.reserve(upload.tenant, needed);
+      await trx('uploads').where({ id }).update({ reserved: total });
+      return { granted: true };
+    });
+  }
+
+  async beginCommit(id: string, digest: string, size: number, limit?: number): Promise<CommitStart> {
+    return this.write(async (ledger): Promise<CommitStart> => {
+      const { trx } = ledger;
+      const upload = await this.uploadOrThrow(trx, id);
+      // The blob row is the one place a commit and a collection of this digest meet.
+      await trx('blobs').insert({ digest, size, state: 'live', run: null, touched_at: ledger.now }).onConflict('digest').ignore();
+      const blob = await ledger.lock(trx('blobs').first('state', 'run').where({ digest }), 'update');
+      if (blob.state === 'deleting') {
+        const lease = await trx('leases').first('holder', 'until').where({ name: GC_LEASE });
+        const abandoned = !lease || lease.holder !== blob.run || Number(lease.until) <= ledger.now;
+        throw new Rollback({ status: 'deleting', abandoned } as CommitStart);
+      }
+      await trx('blobs').where({ digest }).update({ touched_at: ledger.now });
+      if (limit !== undefined) {
+        const held = await trx('tenant_blobs').first('digest').where({ tenant: upload.tenant, digest });
+        const needed = held ? 0 : size;
+        const usage = await ledger.lockTenant(upload.tenant);
+        const current = Number((await ledger.lock(trx('uploads').first('reserved').where({ id }), 'update')).reserved);
+        if (usage.bytes + usage.reserved - current + needed > limit)
+          throw new Rollback({ status: 'over-quota', usage, needed } as CommitStart);
+        await ledger.reserve(upload.tenant, needed - current);
+        await trx('uploads').where({ id }).update({ reserved: needed });
+      }
+      await trx('uploads').where({ id }).update({ committing: digest });
+      return { status: 'ready' };
+    });
+  }
+
+  async finishCommit(id: string, digest: string, size: number): Promise<void> {
+    await this.write(async (ledger) => {
+      const { trx } = ledger;
+      const upload = await this.uploadOrThrow(trx, id);
+      const tenant = await ledger.takeRepository(upload.repository, upload.tenant);
+      const blob = await ledger.lock(trx('blobs').first('state').where({ digest }), 'share');
+      // beginCommit pinned it; anything else is a bug that must not turn into a dangling link.
+      if (blob?.state !== 'live') throw new StoreError(`blob ${digest} is not live at the end of its commit`, this.name);
+      await ledger.addLink(upload.repository, tenant, digest, size);
+      if (upload.reserved > 0) {
+        await ledger.lockTenant(upload.tenant);
+        await ledger.reserve(upload.tenant, -upload.reserved);
+      }
+      await trx('uploads').where({ id }).del();
+    });
+  }
+
+  // Usage
+
+  async tenantUsage(tenant: string): Promise<TenantUsage> {
+    const row = await this.run(() => this.db('tenants').first('bytes', 'blobs', 'reserved').where({ name: tenant }));
+    return { bytes: Number(row?.bytes ?? 0), blobs: Number(row?.blobs ?? 0), reserved: Number(row?.reserved ?? 0) };
+  }
+
+  async repositoryUsage(repository: string): Promise<RepositoryUsage | undefined> {
+    const row = await this.run(() => this.db('repositories').first('tenant', 'bytes', 'blobs').where({ name: repository }));
+    return row && { tenant: row.tenant, bytes: Number(row.bytes), blobs: Number(row.blobs) };
+  }
+
+  async listTenants(page?: Page): Promise<Array<TenantUsage & { tenant: string }>> {
+    if (isEmptyPage(page)) return [];
+    const rows = await this.run(() =>
+      paginate(
+        this.db('tenants')
+          .select('name', 'bytes', 'blobs', 'reserved')
+          .where((q) => q.where('blobs', '>', 0).orWhere('reserved', '>', 0)),
+        'name',
+        page,
+      ),
+    );
+    return rows.map((r) => ({ tenant: r.name, bytes: Number(r.bytes), blobs: Number(r.blobs), reserved: Number(r.reserved) }));
+  }
+
+  async recomputeUsage(options?: RecomputeOptions): Promise<UsageRecompute> {
+    return this.run(() => recomputeUsage(this.db, (work) => this.write(work), options));
+  }
+
+  // Garbage collection
+
+  async acquireLease(name: string, holder: string, ttlMs: number): Promise<Lease> {
+    return this.write(async (ledger) => {
+      const { trx, now } = ledger;
+      await trx('leases')
+        .insert({ name, holder, until: now + ttlMs })
+        .onConflict('name')
+        .ignore();
+      const row = await ledger.lock(trx('leases').first('holder', 'until').where({ name }), 'update');
+      if (row.holder !== holder && Number(row.until) > now) return { acquired: false, holder: row.holder, until: Number(row.until) };
+      await trx('leases')
+        .where({ name })
+        .update({ holder, until: now + ttlMs });
+      return { acquired: true, holder, until: now + ttlMs };
+    });
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    await this.run(() => this.db('leases').where({ name, holder }).del());
+  }
+
+  async listManifestNodes(repository: string, page?: Page): Promise<ManifestNode[]> {
+    if (isEmptyPage(page)) return [];
+    const rows = await this.run(() =>
+      paginate(
+        this.db('manifests')
+          .select(
+            'digest',
+            'subject',
+            'blobs',
+            'children',
+            'created_at',
+            this.db.raw(
+              'EXISTS (SELECT 1 FROM tags t WHERE t.repository = manifests.repository AND t.digest = manifests.digest) AS tagged',
+            ),
+          )
+          .where({ repository }),
+        'digest',
+        page,
+      ),
+    );
+    return rows.map((r) => {
+      const node: ManifestNode = {
+        digest: r.digest,
+        blobs: JSON.parse(r.blobs),
+        children: JSON.parse(r.children),
+        tagged: Boolean(r.tagged),
+        createdAt: Number(r.created_at),
+      };
+      if (r.subject !== null) node.subject = r.subject;
+      return node;
+    });
+  }
+
+  async listLinks(repository: string, page?: Page): Promise<LinkRecord[]> {
+    if (isEmptyPage(page)) return [];
+    const rows = await this.run(() =>
+      paginate(this.db('blob_links').select('digest', 'size', 'linked_at').where({ repository }), 'digest', page),
+    );
+    return rows.map((r) => ({ digest: r.digest, size: Number(r.size), linkedAt: Number(r.linked_at) }));
+  }
+
+  async deleteUnreachableManifest(repository: string, digest: string, cutoff: number): Promise<boolean> {
+    return this.write(async (ledger) => {
+      const { trx } = ledger;
+      if (!(await ledger.lockRepository(repository))) return false;
+      const row = await trx('manifests').first('subject', 'created_at').where({ repository, digest });
+      if (!row || Number(row.created_at) >= cutoff) return false;
+      const [tag, parent, subject] = await Promise.all([
+        trx('tags').first('name').where({ repository, digest }),
+        trx('manifest_children').first('manifest').where({ repository, child: digest }),
+        row.subject === null ? undefined : trx('manifests').first('digest').where({ repository, digest: row.subject }),
+      ]);
+      // Locally unreferenced implies unreachable: no tag, no index and no subject can keep it.
+      if (tag || parent || subject) return false;
+      await this.dropManifest(ledger, repository, digest);
+      await ledger.endRepositoryIfEmpty(repository);
+      await this.announce(ledger);
+      return true;
+    });
+  }
+
+  async deleteUnreferencedLinks(repository: string, digests: string[], cutoff: number): Promise<UnlinkedBlob[]> {
+    if (digests.length === 0) return [];
+    return this.write(async (ledger) => {
+      const { trx } = ledger;
+      const repo = await ledger.lockRepository(repository);
+      if (!repo) return [];
+      const doomed: Array<{ digest: string; size: number }> = [];
+      for (const batch of chunks([...new Set(digests)])) {
+        const links = await trx('blob_links')
+          .select('digest', 'size')
+          .where({ repository })
+          .whereIn('digest', batch)
+          .where('linked_at', '<', cutoff);
+        const referenced = new Set(await trx('manifest_blobs').where({ repository }).whereIn('blob', batch).distinct().pluck('blob'));
+        for (const l of links) if (!referenced.has(l.digest)) doomed.push({ digest: l.digest, size: Number(l.size) });
+      }
+      if (doomed.length === 0) return [];
+      const removed = await ledger.removeLinks(repository, repo.tenant, doomed);
+      await ledger.endRepositoryIfEmpty(repository);
+      await this.announce(ledger);
+      return removed;
+    });
+  }
+
+  async listCollectableBlobs(cutoff: number, page?: Page): Promise<BlobRecord[]> {
+    if (isEmptyPage(page)) return [];
+    const rows = await this.run(() =>
+      paginate(
+        this.db('blobs')
+          .select('digest', 'size')
+          .where((q) =>
+            q.where({ state: 'deleting' }).orWhere((live) =>
+              live
+                .where({ state: 'live' })
+                .where('touched_at', '<', cutoff)
+                .whereNotExists((s) => s.select(1).from('blob_links').whereRaw('blob_links.digest = blobs.digest'))
+                .whereNotExists((s) => s.select(1).from('manifest_blobs').whereRaw('manifest_blobs.blob = blobs.digest'))
+                .whereNotExists((s) => s.select(1).from('uploads').whereRaw('uploads.committing = blobs.digest')),
+            ),
+          ),
+        'digest',
+        page,
+      ),
+    );
+    return rows.map((r) => ({ digest: r.digest, size: Number(r.size) }));
+  }
+
+  async markBlobsDeleting(blobs: Array<{ digest: string; size?: number }>, run: string, cutoff: number): Promise<BlobRecord[]> {
+    if (blobs.length === 0) return [];
+    return this.write(async (ledger) => {
+      const { trx, now } = ledger;
+      const marked: BlobRecord[] = [];
+      const wanted = new Map(blobs.map((b) => [b.digest, b.size]));
+      // Sorted, so two transactions locking blob rows lock them in the same order.
+      for (const batch of chunks([...wanted.keys()].sort())) {
+        const rows = await ledger.lock(
+          trx('blobs').select('digest', 'size', 'state', 'touched_at').whereIn('digest', batch).orderBy('digest'),
+          'update',
+        );
+        const byDigest = new Map(rows.map((r) => [r.digest as string, r]));
+        const [linked, referenced, committing] = await Promise.all([
+          trx('blob_links').whereIn('digest', batch).distinct().pluck('digest'),
+          trx('manifest_blobs').whereIn('blob', batch).distinct().pluck('blob'),
+          trx('uploads').whereIn('committing', batch).distinct().pluck('committing'),
+        ]);
+        const inUse = new Set<string>([...linked, ...referenced, ...committing]);
+        for (const digest of batch) {
+          const row = byDigest.get(digest);
+          if (!row) {
+            if (inUse.has(digest)) continue;
+            // Bytes no row knows of: claim them. A commit of this digest inserts its row first,
+            // so it either made one (we conflict and skip) or will wait for ours.
+            await trx('blobs')
+              .insert({ digest, size: wanted.get(digest) ?? 0, state: 'deleting', run, touched_at: now })
+              .onConflict('digest')
+              .ignore();
+            const claimed = await trx('blobs').first('size', 'run').where({ digest, state: 'deleting' });
+            if (claimed?.run === run) marked.push({ digest, size: Number(claimed.size) });
+          } else if (row.state === 'deleting' || (Number(row.touched_at) < cutoff && !inUse.has(digest))) {
+            // A row left 'deleting' by an earlier run is adopted: its bytes may be half gone.
+            await trx('blobs').where({ digest }).update({ state: 'deleting', run });
+            marked.push({ digest, size: Number(row.size) });
+          }
+        }
+      }
+      return marked;
+    });
+  }
+
+  async unknownBlobs(digests: string[]): Promise<string[]> {
+    const known = new Set<string>();
+    for (const batch of chunks([...new Set(digests)])) {
+      for (const digest of await this.run(() => this.db('blobs').whereIn('digest', batch).pluck('digest'))) known.add(digest);
+    }
+    return digests.filter((digest) => !known.has(digest));
+  }
+
+  async forgetBlobs(digests: string[]): Promise<void> {
+    for (const batch of chunks(digests)) {
+      await this.run(() => this.db('blobs').whereIn('digest', batch).where({ state: 'deleting' }).del());
+    }
   }
 
   async close(): Promise<void> {
@@ -267,25 +605,47 @@ export class SqlMetadataStore implements MetadataStore {
 
   // Helpers
 
-  /** The digests among `digests` with no row for `repository` in `table`, first-seen order. */
-  private async missing(table: 'blob_links' | 'manifests', repository: string, digests: string[]): Promise<string[]> {
-    const wanted = [...new Set(digests)];
+  /** The digests among `digests` with no row for `repository` in `table` (inside a transaction). */
+  private async absent(trx: Knex.Transaction, table: 'blob_links' | 'manifests', repository: string, digests: string[]): Promise<string[]> {
     const present = new Set<string>();
-    for (let i = 0; i < wanted.length; i += IN_CHUNK) {
-      const chunk = wanted.slice(i, i + IN_CHUNK);
-      const found = await this.run(() => this.db(table).where({ repository }).whereIn('digest', chunk).pluck('digest'));
-      for (const digest of found) present.add(digest);
+    for (const batch of chunks(digests)) {
+      for (const digest of await trx(table).where({ repository }).whereIn('digest', batch).pluck('digest')) present.add(digest);
     }
-    return wanted.filter((digest) => !present.has(digest));
+    return digests.filter((digest) => !present.has(digest));
+  }
+
+  /** Delete a manifest with its tags and references (the repository row is locked). */
+  private async dropManifest(ledger: Ledger, repository: string, digest: string): Promise<boolean> {
+    const { trx } = ledger;
+    // Explicit rather than left to ON DELETE CASCADE, which SQLite only honours with the
+    // foreign_keys pragma on (a knex instance handed to the constructor may not have it).
+    await trx('tags').where({ repository, digest }).del();
+    await trx('manifest_blobs').where({ repository, manifest: digest }).del();
+    await trx('manifest_children').where({ repository, manifest: digest }).del();
+    return (await trx('manifests').where({ repository, digest }).del()) > 0;
+  }
+
+  private async uploadOrThrow(trx: Knex.Transaction, id: string): Promise<{ repository: string; tenant: string; reserved: number }> {
+    const row = await trx('uploads').first('repository', 'tenant', 'reserved').where({ id });
+    if (!row) throw new NotFoundError(`upload ${id} not found`, this.name);
+    return { repository: row.repository, tenant: row.tenant, reserved: Number(row.reserved) };
   }
 
   /** Let other processes' read caches know, on commit, that cached data was deleted or moved. */
-  private async announce(trx: Knex.Transaction): Promise<void> {
-    await this.config.changes?.announce(trx);
+  private async announce(ledger: Ledger): Promise<void> {
+    await this.config.changes?.announce(ledger.trx);
   }
 
-  private write<T>(work: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
-    return this.run(() => this.db.transaction(work));
+  /** One write transaction; a `Rollback` thrown inside undoes it and becomes the result. */
+  private write<T>(work: (ledger: Ledger) => Promise<T>): Promise<T> {
+    return this.run(async () => {
+      try {
+        return await this.db.transaction((trx) => work(new Ledger(trx, this.config.dialect)));
+      } catch (err) {
+        if (err instanceof Rollback) return err.value as T;
+        throw err;
+      }
+    });
   }
 
   /** Every backend call goes through here: SQLite busy retries, then typed errors. */
@@ -297,11 +657,6 @@ export class SqlMetadataStore implements MetadataStore {
       throw toStoreError(err, this.name);
     }
   }
-}
-
-/** Creating any link creates the repository. */
-async function ensureRepository(trx: Knex.Transaction, name: string, now: number): Promise<void> {
-  await trx('repositories').insert({ name, created_at: now }).onConflict('name').ignore();
 }
 
 /** `limit: 0` asks for nothing; answered without a query (and knex would drop a zero limit). */

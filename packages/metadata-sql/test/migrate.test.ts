@@ -17,7 +17,7 @@ const LOCK_TABLE = `${MIGRATIONS_TABLE}_lock`;
 async function startTogether(options: SqlMetadataStoreOptions, count: number): Promise<void> {
   const stores = await Promise.all(Array.from({ length: count }, () => createSqlMetadataStore(options)));
   try {
-    await stores[0].createUpload({ id: 'probe', repository: 'team/app', state: {} });
+    await stores[0].createUpload({ id: 'probe', repository: 'team/app', tenant: '', state: {} });
     for (const store of stores) assert.equal((await store.getUpload('probe'))?.repository, 'team/app');
   } finally {
     await Promise.all(stores.map((s) => s.close()));

@@ -45,7 +45,7 @@ describe('SQLite shared by several processes', () => {
     const filename = join(dir, 'metadata.sqlite');
     const store = await createSqlMetadataStore({ filename });
     try {
-      await store.createUpload({ id: SESSION, repository: 'contended', state: {} });
+      await store.createUpload({ id: SESSION, repository: 'contended', tenant: '', state: {} });
       const children = Array.from({ length: CHILDREN }, (_, i) => startChild(filename, `child-${i}`));
       await Promise.all(children.map((c) => c.ready));
       for (const { child } of children) child.stdin!.end('go\n');

@@ -38,6 +38,8 @@ import {
   type BlobStore,
   type BlobStoreCapabilities,
   type ByteRange,
+  type StoredBlob,
+  type SweepOptions,
   type UploadState,
   type VerifyContent,
 } from '@berthjs/core';
@@ -71,6 +73,8 @@ export interface FsBlobStoreOptions {
 }
 
 const MiB = 1024 * 1024;
+/** Unlinks in flight at once while garbage collection deletes a batch. */
+const DELETE_CONCURRENCY = 16;
 
 /** Hex length of each supported digest algorithm; anything else is rejected. */
 const DIGEST_HEX_LENGTH: Record<string, number> = { sha256: 64, sha512: 128 };
@@ -165,10 +169,34 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async delete(digest: string): Promise<void> {
-    const path = this.#blobPath(digest);
-    // Empty fan-out directories are kept: removing them could race a concurrent commit's rename.
-    await this.#unlinkIfPresent(path, `delete ${digest}`);
+  async delete(blobs: ReadonlyArray<{ digest: string }>): Promise<void> {
+    const paths = blobs.map(({ digest }) => [digest, this.#blobPath(digest)] as const);
+    // A few unlinks in flight at once; empty fan-out directories are kept: removing them could
+    // race a concurrent commit's rename.
+    for (let i = 0; i < paths.length; i += DELETE_CONCURRENCY) {
+      await Promise.all(paths.slice(i, i + DELETE_CONCURRENCY).map(([digest, path]) => this.#unlinkIfPresent(path, `delete ${digest}`)));
+    }
+  }
+
+  async *listBlobs(): AsyncGenerator<StoredBlob> {
+    for (const algorithm of Object.keys(DIGEST_HEX_LENGTH)) {
+      const base = join(this.#blobs, algorithm);
+      for (const fan of await this.#readdir(base)) {
+        if (!/^[a-f0-9]{2}$/.test(fan)) continue;
+        for (const hex of await this.#readdir(join(base, fan))) {
+          const digest = `${algorithm}:${hex}`;
+          if (!hex.startsWith(fan) || !DIGEST_RE.test(digest) || hex.length !== DIGEST_HEX_LENGTH[algorithm]) continue;
+          let st: Awaited<ReturnType<typeof stat>>;
+          try {
+            st = await stat(join(base, fan, hex));
+          } catch (err) {
+            if (isAbsent(err)) continue; // deleted meanwhile
+            throw this.#translate(err, `stat ${digest}`);
+          }
+          if (st.isFile()) yield { digest, size: st.size, modified: st.mtimeMs };
+        }
+      }
+    }
   }
 
   async createUpload(id: string): Promise<UploadState> {
@@ -282,13 +310,36 @@ export class FsBlobStore implements BlobStore {
     // Nothing pooled: every operation opens and closes its own descriptors.
   }
 
+  async sweepUploads({ before, known }: SweepOptions): Promise<number> {
+    const ids = await this.listUploads();
+    const old: string[] = [];
+    for (const id of ids) {
+      const st = await stat(this.#uploadPath(id)).catch(() => undefined);
+      if (st && st.mtimeMs < before) old.push(id);
+    }
+    if (old.length === 0) return 0;
+    const live = await known(old);
+    let removed = 0;
+    for (const id of old) {
+      if (live.has(id)) continue;
+      await this.#unlinkIfPresent(this.#uploadPath(id), `sweep upload ${id}`);
+      removed++;
+    }
+    return removed;
+  }
+
   /** Ids of the upload sessions on disk (for sweepers and leak checks), in no particular order. */
   async listUploads(): Promise<string[]> {
+    return (await this.#readdir(this.#uploads)).filter((name) => UPLOAD_ID_RE.test(name));
+  }
+
+  /** Names in a directory; none when it does not exist (yet). */
+  async #readdir(dir: string): Promise<string[]> {
     try {
-      return (await readdir(this.#uploads)).filter((name) => UPLOAD_ID_RE.test(name));
+      return await readdir(dir);
     } catch (err) {
       if (isAbsent(err)) return [];
-      throw this.#translate(err, 'list uploads');
+      throw this.#translate(err, `list ${dir}`);
     }
   }
 

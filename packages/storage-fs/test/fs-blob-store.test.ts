@@ -117,7 +117,7 @@ describe('FsBlobStore', () => {
         const label = JSON.stringify(String(digest));
         await assert.rejects(store.stat(digest), isInvalid, `stat ${label}`);
         await assert.rejects(store.read(digest), isInvalid, `read ${label}`);
-        await assert.rejects(store.delete(digest), isInvalid, `delete ${label}`);
+        await assert.rejects(store.delete([{ digest }]), isInvalid, `delete ${label}`);
         await assert.rejects(store.commitUpload(id, {}, 0, digest), isInvalid, `commit as ${label}`);
       }
       for (const bad of badIds as string[]) {
@@ -175,8 +175,8 @@ describe('FsBlobStore', () => {
       const hex512 = d512.slice('sha512:'.length);
       assert.ok((await files(root)).includes(`blobs/sha512/${hex512.slice(0, 2)}/${hex512}`), 'sha512 layout');
       assert.deepEqual(await store.listUploads(), []);
-      await store.delete(digest);
-      await store.delete(d512);
+      await store.delete([{ digest }]);
+      await store.delete([{ digest: d512 }]);
       assert.deepEqual(await files(root), [], 'delete removes the files');
     } finally {
       await cleanup();
@@ -258,7 +258,7 @@ describe('FsBlobStore', () => {
       const content = randomBytes(2 * MiB);
       const digest = await push(store, content);
       const reading = await store.read(digest);
-      await store.delete(digest);
+      await store.delete([{ digest }]);
       assert.ok((await readAll(reading)).equals(content), 'the open stream still reads the deleted blob');
 
       const ids = [randomUUID(), randomUUID(), randomUUID()];

@@ -10,6 +10,7 @@ import {
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
@@ -27,6 +28,8 @@ import type { PartRecord } from './multipart.js';
 import { quiet } from './streams.js';
 
 const OCTETS = 'application/octet-stream';
+/** Keys per DeleteObjects request: S3's maximum. */
+const DELETE_BATCH = 1000;
 
 export interface Head {
   metadata: Record<string, string> | undefined;
@@ -117,6 +120,21 @@ export class Bucket {
     });
   }
 
+  /**
+   * Delete many objects, 1,000 per DeleteObjects request (S3's limit); absent keys are fine.
+   * A key S3 reports it could not delete fails the call, after the rest of its batch went.
+   */
+  async deleteMany(keys: string[]): Promise<void> {
+    for (let i = 0; i < keys.length; i += DELETE_BATCH) {
+      const batch = keys.slice(i, i + DELETE_BATCH);
+      const out = await this.send('DeleteObjects', () =>
+        this.client.send(new DeleteObjectsCommand({ Bucket: this.name, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } })),
+      );
+      const failed = (out.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
+      if (failed.length > 0) throw this.fail(`DeleteObjects: ${failed.length} keys not deleted, first ${failed[0].Key}: ${failed[0].Code}`);
+    }
+  }
+
   /** A presigned GET of the object (with `range`, signed as a header the client must send). */
   async presignGet(key: string, expiresInSeconds: number, range?: string): Promise<string> {
     const command = new GetObjectCommand({ Bucket: this.name, Key: key, Range: range });
@@ -124,13 +142,13 @@ export class Bucket {
   }
 
   /** Every object under `prefix`, page by page. */
-  async *list(prefix: string): AsyncGenerator<{ key: string; modified: number }> {
+  async *list(prefix: string): AsyncGenerator<{ key: string; size: number; modified: number }> {
     let token: string | undefined;
     do {
       const page = await this.send('ListObjectsV2', () =>
         this.client.send(new ListObjectsV2Command({ Bucket: this.name, Prefix: prefix, ContinuationToken: token })),
       );
-      for (const o of page.Contents ?? []) if (o.Key) yield { key: o.Key, modified: o.LastModified?.getTime() ?? 0 };
+      for (const o of page.Contents ?? []) if (o.Key) yield { key: o.Key, size: o.Size ?? 0, modified: o.LastModified?.getTime() ?? 0 };
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
   }

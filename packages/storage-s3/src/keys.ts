@@ -25,6 +25,8 @@ export class KeyLayout {
   readonly dataRoot: string;
   /** Staged tails of open sessions (`uploads/<id>/tail-<end>`). */
   readonly stagingRoot: string;
+  /** Every digest's address (`blobs/<alg>/<hex>`). */
+  readonly blobsRoot: string;
 
   constructor(
     prefix: string | undefined,
@@ -34,6 +36,7 @@ export class KeyLayout {
     this.prefix = p === '' || p.endsWith('/') ? p : `${p}/`;
     this.dataRoot = `${this.prefix}data/`;
     this.stagingRoot = `${this.prefix}uploads/`;
+    this.blobsRoot = `${this.prefix}blobs/`;
   }
 
   /** The digest's address, `blobs/<alg>/<hex>`; a malformed digest never becomes a key. */
@@ -41,6 +44,14 @@ export class KeyLayout {
     const m = DIGEST.exec(digest);
     if (!m || m[2].length !== HEX_LENGTH[m[1]]) throw new StoreError(`invalid digest ${JSON.stringify(digest)}`, this.store);
     return `${this.prefix}blobs/${m[1]}/${m[2]}`;
+  }
+
+  /** The digest a key under `blobsRoot` is the address of; undefined for anything else. */
+  digestOf(key: string): string | undefined {
+    if (!key.startsWith(this.blobsRoot)) return undefined;
+    const [algorithm, hex, extra] = key.slice(this.blobsRoot.length).split('/');
+    const digest = `${algorithm}:${hex}`;
+    return extra === undefined && DIGEST.test(digest) && hex.length === HEX_LENGTH[algorithm] ? digest : undefined;
   }
 
   /** An upload id, checked: it becomes one path segment. */

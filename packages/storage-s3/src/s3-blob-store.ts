@@ -6,17 +6,28 @@
  *   reads.ts           stat, read, presigned URLs, the digest → location cache
  *   upload-session.ts  create / append / commit / abort on S3 multipart uploads (multipart.ts
  *                      cuts parts, upload-state.ts validates the persisted state)
- *   sweeper.ts         the backstop for abandoned multipart uploads and staging
+ *   sweeper.ts         leftovers of sessions no metadata knows: multipart uploads and staging
+ *   collection.ts      garbage collection: batched deletes, the listing of stored blobs
  */
 import { S3Client } from '@aws-sdk/client-s3';
-import type { AppendResult, BlobStore, BlobStoreCapabilities, ByteRange, UploadState, VerifyContent } from '@berthjs/core';
+import type {
+  AppendResult,
+  BlobStore,
+  BlobStoreCapabilities,
+  ByteRange,
+  StoredBlob,
+  SweepOptions,
+  UploadState,
+  VerifyContent,
+} from '@berthjs/core';
 import type { Readable } from 'node:stream';
 import { Bucket } from './bucket.js';
 import { KeyLayout } from './keys.js';
 import { MAX_PART_SIZE, MIN_PART_SIZE, MiB } from './multipart.js';
 import { type S3BlobStoreOptions, clientConfig } from './options.js';
 import { BlobReader } from './reads.js';
-import { type SweepResult, sweepUploads } from './sweeper.js';
+import { deleteBlobs, listBlobs } from './collection.js';
+import { sweepUploads } from './sweeper.js';
 import { MultipartSessions } from './upload-session.js';
 
 export class S3BlobStore implements BlobStore {
@@ -68,15 +79,12 @@ export class S3BlobStore implements BlobStore {
     return this.redirect ? this.reader.redirectUrl(digest, options) : undefined;
   }
 
-  async delete(digest: string): Promise<void> {
-    const key = this.layout.blob(digest);
-    this.reader.forget(digest);
-    const location = await this.reader.resolve(digest);
-    if (!location) return;
-    this.reader.forget(digest);
-    // Pointer first: a crash in between leaves unreachable bytes, never a dangling address.
-    await this.s3.delete(key);
-    if (location.key !== key) await this.s3.delete(location.key);
+  delete(blobs: ReadonlyArray<{ digest: string; size?: number }>): Promise<void> {
+    return deleteBlobs(this.s3, this.layout, this.reader, blobs);
+  }
+
+  listBlobs(): AsyncIterable<StoredBlob> {
+    return listBlobs(this.s3, this.layout);
   }
 
   createUpload(id: string): Promise<UploadState> {
@@ -95,15 +103,8 @@ export class S3BlobStore implements BlobStore {
     return this.sessions.abort(id, state);
   }
 
-  /**
-   * Free what abandoned sessions hold: abort multipart uploads under this prefix with no activity
-   * (creation, a part, a staged tail) for `olderThanMs`, and delete staging objects that old
-   * whose upload is gone. The core's own sweeper should abort stale sessions through
-   * `abortUpload` first; this is the backstop for sessions the metadata store never learned about
-   * (a crash between CreateMultipartUpload and persisting the session) or lost.
-   */
-  sweepUploads(olderThanMs: number): Promise<SweepResult> {
-    return sweepUploads(this.s3, this.layout, olderThanMs);
+  sweepUploads(options: SweepOptions): Promise<number> {
+    return sweepUploads(this.s3, this.layout, options);
   }
 
   async close(): Promise<void> {

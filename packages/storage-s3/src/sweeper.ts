@@ -1,27 +1,17 @@
 /**
- * The backstop for abandoned sessions the core's own sweeper cannot see (a crash between
- * CreateMultipartUpload and persisting the session, a lost metadata row): multipart uploads and
- * staged tails found by listing the bucket.
+ * Leftovers of upload sessions the metadata store does not know (a crash between
+ * CreateMultipartUpload and recording the session, a row lost): multipart uploads and staged
+ * tails found by listing the bucket. Sessions the metadata store knows are the core's to expire.
  */
-import { NotFoundError } from '@berthjs/core';
+import { NotFoundError, type SweepOptions } from '@berthjs/core';
 import type { Bucket } from './bucket.js';
 import type { KeyLayout } from './keys.js';
 
-export interface SweepResult {
-  /** Multipart uploads aborted. */
-  aborted: number;
-  /** Staging objects deleted. */
-  deleted: number;
-}
-
 /**
- * Abort multipart uploads under the layout's prefix with no activity (creation, a part, a staged
- * tail) for `olderThanMs`, and delete staging objects that old whose upload is gone.
+ * Abort multipart uploads of unknown sessions with no activity (creation, a part, a staged tail)
+ * since `before`, and delete such sessions' staging objects. Returns how many things went.
  */
-export async function sweepUploads(bucket: Bucket, layout: KeyLayout, olderThanMs: number): Promise<SweepResult> {
-  const cutoff = Date.now() - olderThanMs;
-  const result: SweepResult = { aborted: 0, deleted: 0 };
-
+export async function sweepUploads(bucket: Bucket, layout: KeyLayout, { before, known }: SweepOptions): Promise<number> {
   // Staging objects by upload id, with their latest modification.
   const staging = new Map<string, { keys: string[]; latest: number }>();
   for await (const object of bucket.list(layout.stagingRoot)) {
@@ -31,30 +21,34 @@ export async function sweepUploads(bucket: Bucket, layout: KeyLayout, olderThanM
     entry.latest = Math.max(entry.latest, object.modified);
     staging.set(id, entry);
   }
+  const uploads: Array<{ id: string; key: string; uploadId: string; initiated: number }> = [];
+  for await (const upload of bucket.listMultipart(layout.dataRoot))
+    uploads.push({ id: layout.idOf(layout.dataRoot, upload.key), ...upload });
+  const ids = [...new Set([...staging.keys(), ...uploads.map((u) => u.id)])];
+  const live = ids.length === 0 ? new Set<string>() : await known(ids);
 
-  const live = new Set<string>();
-  for await (const upload of bucket.listMultipart(layout.dataRoot)) {
-    const id = layout.idOf(layout.dataRoot, upload.key);
-    let latest = Math.max(upload.initiated, staging.get(id)?.latest ?? 0);
-    if (latest < cutoff) latest = Math.max(latest, await latestPart(bucket, upload.key, upload.uploadId));
-    if (latest >= cutoff) {
-      live.add(id);
+  let removed = 0;
+  const active = new Set<string>();
+  for (const upload of uploads) {
+    if (live.has(upload.id)) continue;
+    let latest = Math.max(upload.initiated, staging.get(upload.id)?.latest ?? 0);
+    if (latest < before) latest = Math.max(latest, await latestPart(bucket, upload.key, upload.uploadId));
+    if (latest >= before) {
+      active.add(upload.id);
       continue;
     }
     await bucket.abortMultipart(upload.key, upload.uploadId);
-    result.aborted++;
+    removed++;
   }
-
   for (const [id, entry] of staging) {
-    if (live.has(id) || entry.latest >= cutoff) continue;
+    if (live.has(id) || active.has(id) || entry.latest >= before) continue;
     for (const key of entry.keys) {
       await bucket.deleteQuietly(key);
-      result.deleted++;
+      removed++;
     }
   }
-  return result;
+  return removed;
 }
-
 /** Latest LastModified among an upload's parts (0 when none, or when it vanished meanwhile). */
 async function latestPart(bucket: Bucket, key: string, uploadId: string): Promise<number> {
   let latest = 0;

@@ -173,7 +173,7 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
         assert.equal(await store.stat(digest), undefined, digest);
         await assert.rejects(store.read(digest), isNotFound, digest);
         await assert.rejects(store.read(digest, { start: 0, end: 0 }), isNotFound, digest);
-        await store.delete(digest);
+        await store.delete([{ digest: digest }]);
       }
     });
 
@@ -220,7 +220,7 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       await store.commitUpload(id, viaJson(await store.createUpload(id)), 0, EMPTY_SHA256);
       assert.deepEqual(await store.stat(EMPTY_SHA256), { size: 0 });
       assert.equal((await readStored(store, EMPTY_SHA256)).length, 0);
-      await store.delete(EMPTY_SHA256);
+      await store.delete([{ digest: EMPTY_SHA256 }]);
       assert.equal(await store.stat(EMPTY_SHA256), undefined);
 
       const id2 = randomUUID();
@@ -387,10 +387,10 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       const keep = randomBytes(10);
       const digest = await push(store, [content]);
       const kept = await push(store, [keep]);
-      await store.delete(digest);
+      await store.delete([{ digest: digest }]);
       assert.equal(await store.stat(digest), undefined);
       await assert.rejects(store.read(digest), isNotFound);
-      await store.delete(digest);
+      await store.delete([{ digest: digest }]);
       assertBytes(await readStored(store, kept), keep, 'other blobs are untouched');
       await push(store, [content]);
       assertBytes(await readStored(store, digest), content, 'the pushed-again blob');
@@ -408,7 +408,7 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
         'sha512 range 19999-20000',
       );
       assert.equal(await store.stat(digestOf(content)), undefined, 'the sha256 of the same bytes is another blob');
-      await store.delete(digest);
+      await store.delete([{ digest: digest }]);
       assert.equal(await store.stat(digest), undefined);
     });
 
@@ -442,7 +442,7 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       const stream = await store.read(digest);
       for await (const _chunk of stream) break; // destroys the stream
       assert.ok(stream.destroyed, 'breaking out of the loop destroys the stream');
-      await store.delete(digest);
+      await store.delete([{ digest: digest }]);
     });
 
     it(
@@ -497,7 +497,7 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
         });
         assertBytes(await readStored(store, digest), content, 'visible on the first instance');
         assertBytes(await readStored(other, digest), content, 'visible on the second instance');
-        await other.delete(digest);
+        await other.delete([{ digest: digest }]);
         assert.equal(await store.stat(digest), undefined);
       } finally {
         await other.close?.();

@@ -39,6 +39,19 @@ function manifest(repository: string, label: string, extra: Partial<ManifestReco
   return { repository, digest: digestOf(content), mediaType: IMAGE, content, blobs: [], children: [], ...extra };
 }
 
+/** Link a blob the way an upload's commit does (pin, then link), in tenant `tenant`. */
+async function link(store: MetadataStore, repository: string, digest: string, size: number, tenant = ''): Promise<void> {
+  const id = randomUUID();
+  await store.createUpload({ id, repository, tenant, state: {} });
+  assert.deepEqual(await store.beginCommit(id, digest, size), { status: 'ready' });
+  await store.finishCommit(id, digest, size);
+}
+
+/** Store a manifest whose references are all present. */
+async function put(store: MetadataStore, record: ManifestRecord, tags: string[], tenant = ''): Promise<void> {
+  assert.deepEqual(await store.putManifest(record, tags, tenant), [], `putManifest ${record.digest}: references missing`);
+}
+
 /** Fresh store for the enclosing describe block. */
 function useStore(factory: MetadataStoreFactory): MetadataStoreUnderTest {
   const ctx = {} as MetadataStoreUnderTest;
@@ -75,10 +88,10 @@ function describeRepositories(factory: MetadataStoreFactory): void {
     });
 
     it('exist once a blob link or a manifest was pushed, not for an upload session', async () => {
-      await t.store.createUpload({ id: randomUUID(), repository: 'uploading', state: {} });
+      await t.store.createUpload({ id: randomUUID(), repository: 'uploading', tenant: '', state: {} });
       for (const [i, repository] of names.entries()) {
-        if (i % 2 === 0) await t.store.linkBlob(repository, fakeDigest(repository), 1);
-        else await t.store.putManifest(manifest(repository, repository), []);
+        if (i % 2 === 0) await link(t.store, repository, fakeDigest(repository), 1);
+        else await put(t.store, manifest(repository, repository), []);
       }
       for (const repository of names) assert.equal(await t.store.repositoryExists(repository), true, repository);
       assert.equal(await t.store.repositoryExists('uploading'), false);
@@ -110,8 +123,8 @@ function describeBlobLinks(factory: MetadataStoreFactory): void {
     it('links a blob to one repository only, idempotently, creating the repository', async () => {
       const digest = fakeDigest('link');
       assert.equal(await t.store.getBlob('links/a', digest), undefined);
-      await t.store.linkBlob('links/a', digest, 1234);
-      await t.store.linkBlob('links/a', digest, 1234);
+      await link(t.store, 'links/a', digest, 1234);
+      await link(t.store, 'links/a', digest, 1234);
       assert.deepEqual(await t.store.getBlob('links/a', digest), { size: 1234 });
       assert.equal(await t.store.getBlob('links/b', digest), undefined);
       assert.equal(await t.store.getBlob('links/a', fakeDigest('other')), undefined);
@@ -121,7 +134,7 @@ function describeBlobLinks(factory: MetadataStoreFactory): void {
 
     it('keeps sizes beyond 32 bits as exact numbers', async () => {
       const size = 5 * 2 ** 32 + 7;
-      await t.store.linkBlob('links/big', fakeDigest('big'), size);
+      await link(t.store, 'links/big', fakeDigest('big'), size);
       const blob = await t.store.getBlob('links/big', fakeDigest('big'));
       assert.deepEqual(blob, { size });
       assert.equal(typeof blob?.size, 'number');
@@ -129,8 +142,8 @@ function describeBlobLinks(factory: MetadataStoreFactory): void {
 
     it('unlinks, reporting whether there was a link', async () => {
       const digest = fakeDigest('unlink');
-      await t.store.linkBlob('links/u1', digest, 10);
-      await t.store.linkBlob('links/u2', digest, 10);
+      await link(t.store, 'links/u1', digest, 10);
+      await link(t.store, 'links/u2', digest, 10);
       assert.equal(await t.store.unlinkBlob('links/u1', digest), true);
       assert.equal(await t.store.unlinkBlob('links/u1', digest), false);
       assert.equal(await t.store.unlinkBlob('links/never', digest), false);
@@ -138,22 +151,10 @@ function describeBlobLinks(factory: MetadataStoreFactory): void {
       assert.deepEqual(await t.store.getBlob('links/u2', digest), { size: 10 });
     });
 
-    it('knows whether any repository still links a blob', async () => {
-      const digest = fakeDigest('linked');
-      assert.equal(await t.store.isBlobLinked(digest), false);
-      await t.store.linkBlob('links/l1', digest, 5);
-      await t.store.linkBlob('links/l2', digest, 5);
-      assert.equal(await t.store.isBlobLinked(digest), true);
-      await t.store.unlinkBlob('links/l1', digest);
-      assert.equal(await t.store.isBlobLinked(digest), true);
-      await t.store.unlinkBlob('links/l2', digest);
-      assert.equal(await t.store.isBlobLinked(digest), false);
-    });
-
     it('lists the repositories linking a digest in byte order, paginated', async () => {
       const digest = fakeDigest('shared');
-      for (const repository of ['m/b', 'm/a', 'M/z', 'm/a/x', 'm/a-x']) await t.store.linkBlob(repository, digest, 3);
-      await t.store.linkBlob('m/other', fakeDigest('not-shared'), 3);
+      for (const repository of ['m/b', 'm/a', 'M/z', 'm/a/x', 'm/a-x']) await link(t.store, repository, digest, 3);
+      await link(t.store, 'm/other', fakeDigest('not-shared'), 3);
       const all = ['M/z', 'm/a', 'm/a-x', 'm/a/x', 'm/b'];
       assert.deepEqual(await t.store.listBlobRepositories(digest), all);
       assert.deepEqual(await t.store.listBlobRepositories(digest, { limit: 2 }), ['M/z', 'm/a']);
@@ -163,23 +164,28 @@ function describeBlobLinks(factory: MetadataStoreFactory): void {
       assert.deepEqual(await t.store.listBlobRepositories(fakeDigest('nobody')), []);
     });
 
-    it('reports the digests a repository has no link to', async () => {
-      const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((x) => fakeDigest(`missing-${x}`));
-      await t.store.linkBlob('links/missing', a, 1);
-      await t.store.linkBlob('links/missing', c, 1);
-      await t.store.linkBlob('links/elsewhere', b, 1);
-      assert.deepEqual((await t.store.missingBlobs('links/missing', [a, b, c, d])).sort(), [b, d].sort());
-      assert.deepEqual(await t.store.missingBlobs('links/missing', [a, c]), []);
-      assert.deepEqual(await t.store.missingBlobs('links/missing', []), []);
-      assert.deepEqual((await t.store.missingBlobs('links/nowhere', [a, b])).sort(), [a, b].sort());
+    it('mounts a blob from a repository that links it, creating the target', async () => {
+      const digest = fakeDigest('mount');
+      await link(t.store, 'links/mount-from', digest, 77);
+      assert.deepEqual(await t.store.mountBlob('links/mount-from', 'links/mount-to', digest, ''), { size: 77 });
+      assert.deepEqual(await t.store.getBlob('links/mount-to', digest), { size: 77 });
+      assert.equal(await t.store.mountBlob('links/mount-nowhere', 'links/mount-to2', digest, ''), undefined);
+      assert.equal(await t.store.mountBlob('links/mount-from', 'links/mount-to2', fakeDigest('not-there'), ''), undefined);
+      assert.equal(await t.store.repositoryExists('links/mount-to2'), false, 'a failed mount creates nothing');
     });
 
-    it('answers missingBlobs for long lists', async () => {
-      const digests = Array.from({ length: 1500 }, (_, i) => fakeDigest(`many-${i}`));
-      const linked = digests.filter((_, i) => i % 3 === 0);
-      for (const digest of linked) await t.store.linkBlob('links/many', digest, 1);
-      const missing = await t.store.missingBlobs('links/many', digests);
-      assert.deepEqual(missing.sort(), digests.filter((_, i) => i % 3 !== 0).sort());
+    it('a repository with no links or manifests left leaves the catalog', async () => {
+      const digest = fakeDigest('ending');
+      await link(t.store, 'links/ending', digest, 3);
+      const record = manifest('links/ending', 'ending', { blobs: [digest] });
+      await put(t.store, record, ['v1']);
+      assert.equal(await t.store.deleteManifest('links/ending', record.digest), true);
+      assert.equal(await t.store.repositoryExists('links/ending'), true, 'the link keeps it');
+      assert.equal(await t.store.unlinkBlob('links/ending', digest), true);
+      assert.equal(await t.store.repositoryExists('links/ending'), false);
+      assert.ok(!(await t.store.listRepositories()).includes('links/ending'));
+      await link(t.store, 'links/ending', digest, 3);
+      assert.equal(await t.store.repositoryExists('links/ending'), true, 'and comes back with the next push');
     });
   });
 }
@@ -197,9 +203,13 @@ function describeManifests(factory: MetadataStoreFactory): void {
         artifactType: 'application/vnd.example+json',
         annotations: { 'org.opencontainers.image.created': '2024-01-01T00:00:00Z', 'x/y.z': 'ünïcödé ✓', empty: '' },
         blobs: [fakeDigest('config'), fakeDigest('layer')],
-        children: [fakeDigest('child-1'), fakeDigest('child-2')],
+        children: [],
       });
-      await t.store.putManifest(record, ['v1']);
+      const children = [manifest('mf/full', 'child-1'), manifest('mf/full', 'child-2')];
+      for (const child of children) await put(t.store, child, []);
+      record.children = children.map((c) => c.digest);
+      for (const blob of record.blobs) await link(t.store, 'mf/full', blob, 10);
+      await put(t.store, record, ['v1']);
       const got = await t.store.getManifest('mf/full', record.digest);
       assert.ok(got);
       assert.ok(Buffer.isBuffer(got.content), 'content is a Buffer');
@@ -209,7 +219,7 @@ function describeManifests(factory: MetadataStoreFactory): void {
 
     it('returns absent optional fields as undefined, never null', async () => {
       const record = manifest('mf/minimal', 'minimal');
-      await t.store.putManifest(record, []);
+      await put(t.store, record, []);
       const got = await t.store.getManifest('mf/minimal', record.digest);
       assert.ok(got);
       assert.equal(got.subject, undefined);
@@ -222,13 +232,13 @@ function describeManifests(factory: MetadataStoreFactory): void {
 
     it('round-trips empty annotations as an empty object', async () => {
       const record = manifest('mf/annotations', 'empty-annotations', { annotations: {} });
-      await t.store.putManifest(record, []);
+      await put(t.store, record, []);
       assert.deepEqual((await t.store.getManifest('mf/annotations', record.digest))?.annotations, {});
     });
 
     it('finds manifests only in their own repository', async () => {
       const record = manifest('mf/own', 'own');
-      await t.store.putManifest(record, ['latest']);
+      await put(t.store, record, ['latest']);
       assert.equal(await t.store.repositoryExists('mf/own'), true);
       assert.equal(await t.store.getManifest('mf/other', record.digest), undefined);
       assert.equal(await t.store.getManifest('mf/own', fakeDigest('absent')), undefined);
@@ -239,22 +249,21 @@ function describeManifests(factory: MetadataStoreFactory): void {
 
     it('is idempotent for the same digest and still moves tags', async () => {
       const record = manifest('mf/idem', 'idem', { annotations: { a: 'b' } });
-      await t.store.putManifest(record, ['one']);
-      await t.store.putManifest(record, ['two']);
-      await t.store.putManifest(record, []);
+      await put(t.store, record, ['one']);
+      await put(t.store, record, ['two']);
+      await put(t.store, record, []);
       assert.equal(await t.store.resolveTag('mf/idem', 'one'), record.digest);
       assert.equal(await t.store.resolveTag('mf/idem', 'two'), record.digest);
       const got = await t.store.getManifest('mf/idem', record.digest);
       assert.ok(got?.content.equals(record.content));
       assert.deepEqual(got?.annotations, { a: 'b' });
-      assert.deepEqual(await t.store.missingManifests('mf/idem', [record.digest]), []);
     });
 
     it('moves existing tags to the new manifest and leaves other tags alone', async () => {
       const first = manifest('mf/move', 'first');
       const second = manifest('mf/move', 'second');
-      await t.store.putManifest(first, ['latest', 'v1']);
-      await t.store.putManifest(second, ['latest', 'v2']);
+      await put(t.store, first, ['latest', 'v1']);
+      await put(t.store, second, ['latest', 'v2']);
       assert.equal(await t.store.resolveTag('mf/move', 'latest'), second.digest);
       assert.equal(await t.store.resolveTag('mf/move', 'v1'), first.digest);
       assert.equal(await t.store.resolveTag('mf/move', 'v2'), second.digest);
@@ -263,27 +272,40 @@ function describeManifests(factory: MetadataStoreFactory): void {
 
     it('accepts the same tag twice in one put', async () => {
       const record = manifest('mf/dup', 'dup');
-      await t.store.putManifest(record, ['x', 'x', 'y']);
+      await put(t.store, record, ['x', 'x', 'y']);
       assert.deepEqual(await t.store.listTags('mf/dup'), ['x', 'y']);
     });
 
-    it('reports the digests that are not manifests of a repository', async () => {
-      const a = manifest('mf/missing', 'a');
-      const b = manifest('mf/missing-other', 'b');
-      await t.store.putManifest(a, []);
-      await t.store.putManifest(b, []);
-      const absent = fakeDigest('absent-manifest');
-      assert.deepEqual((await t.store.missingManifests('mf/missing', [a.digest, b.digest, absent])).sort(), [b.digest, absent].sort());
-      assert.deepEqual(await t.store.missingManifests('mf/missing', []), []);
-      assert.deepEqual(await t.store.missingManifests('mf/missing', [a.digest]), []);
+    it('stores nothing and names what is missing when a blob or child is not in the repository', async () => {
+      const [a, b] = [fakeDigest('ref-a'), fakeDigest('ref-b')];
+      await link(t.store, 'mf/refs', a, 1);
+      await link(t.store, 'mf/refs-other', b, 1);
+      const child = manifest('mf/refs', 'child');
+      const absentChild = manifest('mf/refs-other', 'elsewhere');
+      await put(t.store, child, []);
+      await put(t.store, absentChild, []);
+      const record = manifest('mf/refs', 'parent', { blobs: [a, b], children: [child.digest, absentChild.digest] });
+      assert.deepEqual((await t.store.putManifest(record, ['t'], '')).sort(), [b, absentChild.digest].sort());
+      assert.equal(await t.store.getManifest('mf/refs', record.digest), undefined);
+      assert.equal(await t.store.resolveTag('mf/refs', 't'), undefined);
+      const fresh = manifest('mf/refs-new', 'new', { blobs: [a] });
+      assert.deepEqual(await t.store.putManifest(fresh, [], ''), [a]);
+      assert.equal(await t.store.repositoryExists('mf/refs-new'), false, 'a refused put creates no repository');
+    });
+
+    it('checks long reference lists', async () => {
+      const digests = Array.from({ length: 1200 }, (_, i) => fakeDigest(`many-${i}`));
+      for (const digest of digests.filter((_, i) => i % 3 === 0)) await link(t.store, 'mf/many', digest, 1);
+      const missing = await t.store.putManifest(manifest('mf/many', 'many', { blobs: digests }), [], '');
+      assert.deepEqual(missing.sort(), digests.filter((_, i) => i % 3 !== 0).sort());
     });
 
     it('deletes a manifest with its tags, but not tags moved elsewhere', async () => {
       const doomed = manifest('mf/delete', 'doomed');
       const kept = manifest('mf/delete', 'kept');
-      await t.store.putManifest(doomed, ['a', 'b']);
-      await t.store.putManifest(kept, ['c']);
-      await t.store.putManifest(kept, ['b']);
+      await put(t.store, doomed, ['a', 'b']);
+      await put(t.store, kept, ['c']);
+      await put(t.store, kept, ['b']);
       assert.equal(await t.store.deleteManifest('mf/delete', doomed.digest), true);
       assert.equal(await t.store.getManifest('mf/delete', doomed.digest), undefined);
       assert.equal(await t.store.resolveTag('mf/delete', 'a'), undefined);
@@ -291,15 +313,14 @@ function describeManifests(factory: MetadataStoreFactory): void {
       assert.deepEqual(await t.store.listTags('mf/delete'), ['b', 'c']);
       assert.ok(await t.store.getManifest('mf/delete', kept.digest));
       assert.equal(await t.store.deleteManifest('mf/delete', doomed.digest), false);
-      assert.deepEqual(await t.store.missingManifests('mf/delete', [doomed.digest]), [doomed.digest]);
     });
 
     it('deletes a manifest in one repository only', async () => {
       const content = Buffer.from('{"shared":true}');
       const inA = manifest('mf/del-a', 'shared', { content });
       const inB = { ...inA, repository: 'mf/del-b' };
-      await t.store.putManifest(inA, ['t']);
-      await t.store.putManifest(inB, ['t']);
+      await put(t.store, inA, ['t']);
+      await put(t.store, inB, ['t']);
       assert.equal(await t.store.deleteManifest('mf/del-a', inA.digest), true);
       assert.equal(await t.store.resolveTag('mf/del-b', 't'), inB.digest);
       assert.ok(await t.store.getManifest('mf/del-b', inB.digest));
@@ -308,7 +329,7 @@ function describeManifests(factory: MetadataStoreFactory): void {
 
     it('deletes only the tag, keeping the manifest', async () => {
       const record = manifest('mf/untag', 'untag');
-      await t.store.putManifest(record, ['gone', 'stays']);
+      await put(t.store, record, ['gone', 'stays']);
       assert.equal(await t.store.deleteTag('mf/untag', 'gone'), true);
       assert.equal(await t.store.deleteTag('mf/untag', 'gone'), false);
       assert.equal(await t.store.deleteTag('mf/other', 'stays'), false);
@@ -319,9 +340,9 @@ function describeManifests(factory: MetadataStoreFactory): void {
 
     it('a manifest can be pushed again after deletion', async () => {
       const record = manifest('mf/again', 'again');
-      await t.store.putManifest(record, ['t']);
+      await put(t.store, record, ['t']);
       await t.store.deleteManifest('mf/again', record.digest);
-      await t.store.putManifest(record, ['t']);
+      await put(t.store, record, ['t']);
       assert.equal(await t.store.resolveTag('mf/again', 't'), record.digest);
     });
   });
@@ -335,10 +356,10 @@ function describeTagListing(factory: MetadataStoreFactory): void {
 
     before(async () => {
       const record = manifest('tags/r', 'tagged');
-      await t.store.putManifest(record, tags.slice(0, 7));
-      await t.store.putManifest(manifest('tags/r', 'tagged-2'), tags.slice(7));
-      await t.store.putManifest(manifest('tags/r2', 'neighbour'), ['neighbour', 'a']);
-      await t.store.putManifest(manifest('tags', 'parent'), ['parent']);
+      await put(t.store, record, tags.slice(0, 7));
+      await put(t.store, manifest('tags/r', 'tagged-2'), tags.slice(7));
+      await put(t.store, manifest('tags/r2', 'neighbour'), ['neighbour', 'a']);
+      await put(t.store, manifest('tags', 'parent'), ['parent']);
     });
 
     it('lists tags in byte order, uppercase before lowercase', async () => {
@@ -418,10 +439,10 @@ function describeReferrers(factory: MetadataStoreFactory): void {
     const plain = (records: object[]) => records.map((r) => Object.fromEntries(Object.entries(r).filter(([, v]) => v !== undefined)));
 
     before(async () => {
-      await t.store.putManifest(subject, ['subject']);
-      for (const referrer of referrers) await t.store.putManifest(referrer, []);
-      await t.store.putManifest(manifest('refs/r', 'unrelated', { subject: fakeDigest('elsewhere'), artifactType: sbom }), []);
-      await t.store.putManifest(manifest('refs/other', 'sbom-1', { subject: subject.digest, artifactType: sbom }), []);
+      await put(t.store, subject, ['subject']);
+      for (const referrer of referrers) await put(t.store, referrer, []);
+      await put(t.store, manifest('refs/r', 'unrelated', { subject: fakeDigest('elsewhere'), artifactType: sbom }), []);
+      await put(t.store, manifest('refs/other', 'sbom-1', { subject: subject.digest, artifactType: sbom }), []);
     });
 
     it('lists the manifests whose subject is the digest, ordered by digest, as descriptors', async () => {
@@ -480,7 +501,7 @@ function describeReferrers(factory: MetadataStoreFactory): void {
 
     it('drops deleted referrers', async () => {
       const extra = manifest('refs/r', 'to-delete', { subject: subject.digest });
-      await t.store.putManifest(extra, []);
+      await put(t.store, extra, []);
       assert.ok((await t.store.listReferrers('refs/r', subject.digest)).some((r) => r.digest === extra.digest));
       await t.store.deleteManifest('refs/r', extra.digest);
       assert.ok(!(await t.store.listReferrers('refs/r', subject.digest)).some((r) => r.digest === extra.digest));
@@ -494,7 +515,7 @@ function describeUploads(factory: MetadataStoreFactory): void {
     const later = () => Date.now() + 60_000;
     const newUpload = async (state: Record<string, unknown> = {}): Promise<string> => {
       const id: string = randomUUID();
-      await t.store.createUpload({ id, repository: 'up/r', state });
+      await t.store.createUpload({ id, repository: 'up/r', tenant: 't', state });
       return id;
     };
 
@@ -502,13 +523,15 @@ function describeUploads(factory: MetadataStoreFactory): void {
       const id = randomUUID();
       const state = { uploadId: 'abc', parts: [{ n: 1, etag: '"x"' }], tail: null, nested: { deep: [1, 'two', true] } };
       const before = Date.now();
-      await t.store.createUpload({ id, repository: 'up/r', state, algorithm: 'sha512' });
+      await t.store.createUpload({ id, repository: 'up/r', tenant: 't', state, algorithm: 'sha512' });
       const after = Date.now();
       const got = await t.store.getUpload(id);
       assert.ok(got);
       assert.equal(got.id, id);
       assert.equal(got.repository, 'up/r');
+      assert.equal(got.tenant, 't');
       assert.equal(got.offset, 0);
+      assert.equal(got.reserved, 0);
       assert.deepEqual(got.state, state);
       assert.equal(got.algorithm, 'sha512');
       assert.equal(got.leaseUntil, 0);
@@ -524,7 +547,7 @@ function describeUploads(factory: MetadataStoreFactory): void {
 
     it('refuses a second session with the same id', async () => {
       const id = await newUpload({ first: true });
-      await assert.rejects(t.store.createUpload({ id, repository: 'up/r', state: { second: true } }));
+      await assert.rejects(t.store.createUpload({ id, repository: 'up/r', tenant: '', state: { second: true } }));
       assert.deepEqual((await t.store.getUpload(id))?.state, { first: true });
     });
 
@@ -646,16 +669,16 @@ function describeSharedDatabase(factory: MetadataStoreFactory): void {
       if (!b) return;
       const a = t.store;
       const record = manifest('shared/r', 'shared');
-      await a.putManifest(record, ['latest']);
-      await a.linkBlob('shared/r', fakeDigest('shared-blob'), 42);
+      await put(a, record, ['latest']);
+      await link(a, 'shared/r', fakeDigest('shared-blob'), 42);
       const id = randomUUID();
-      await a.createUpload({ id, repository: 'shared/r', state: { from: 'a' } });
+      await a.createUpload({ id, repository: 'shared/r', tenant: '', state: { from: 'a' } });
       assert.equal(await b.resolveTag('shared/r', 'latest'), record.digest);
       assert.ok((await b.getManifest('shared/r', record.digest))?.content.equals(record.content));
       assert.deepEqual(await b.getBlob('shared/r', fakeDigest('shared-blob')), { size: 42 });
       assert.deepEqual((await b.getUpload(id))?.state, { from: 'a' });
       const moved = manifest('shared/r', 'moved');
-      await b.putManifest(moved, ['latest']);
+      await put(b, moved, ['latest']);
       assert.equal(await a.resolveTag('shared/r', 'latest'), moved.digest);
       assert.equal(await b.deleteManifest('shared/r', record.digest), true);
       assert.equal(await a.getManifest('shared/r', record.digest), undefined);
@@ -690,10 +713,10 @@ function describeSharedDatabase(factory: MetadataStoreFactory): void {
       };
       const first = manifest('versions/r', 'first');
       const later = manifest('versions/r', 'second');
-      await a.putManifest(first, ['latest', 'old']);
-      await a.putManifest(later, []);
-      await a.linkBlob('versions/r', fakeDigest('versioned'), 1);
-      await shows('moving a tag', () => b.putManifest(later, ['latest']));
+      await put(a, first, ['latest', 'old']);
+      await put(a, later, []);
+      await link(a, 'versions/r', fakeDigest('versioned'), 1);
+      await shows('moving a tag', () => put(b, later, ['latest']));
       await shows('deleting a tag', () => b.deleteTag('versions/r', 'old'));
       await shows('deleting a manifest', () => b.deleteManifest('versions/r', first.digest));
       await shows('unlinking a blob', () => b.unlinkBlob('versions/r', fakeDigest('versioned')));
@@ -704,7 +727,7 @@ function describeSharedDatabase(factory: MetadataStoreFactory): void {
       if (!b) return;
       for (let round = 0; round < 10; round++) {
         const id = randomUUID();
-        await t.store.createUpload({ id, repository: 'shared/r', state: {} });
+        await t.store.createUpload({ id, repository: 'shared/r', tenant: '', state: {} });
         const stores: MetadataStore[] = [t.store, b, t.store, b, t.store, b];
         const results: boolean[] = await Promise.all(stores.map((s, i) => s.claimUpload(id, 0, `t${i}`, Date.now() + 60_000)));
         assert.equal(results.filter(Boolean).length, 1, `round ${round}: ${results}`);

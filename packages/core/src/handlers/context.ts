@@ -24,6 +24,8 @@ export interface Context {
   pullableRepositories(): Promise<Iterable<string> | undefined>;
   /** Whether content may move between two repositories (same tenant, see `tenantOf`). */
   sameTenant(a: string, b: string): boolean;
+  /** The repository's tenant: `tenantOf`, else `''` (one tenant for the whole registry). */
+  tenant(repository: string): string;
 }
 
 export type Handler = (ctx: Context) => Promise<BerthResponse>;

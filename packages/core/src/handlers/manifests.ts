@@ -39,16 +39,6 @@ export async function putManifest(ctx: Context) {
     });
   }
   const parsed = parseManifest(content, requestHeader(ctx, 'content-type'));
-  const { metadata } = ctx.options;
-  const [missingBlobs, missingManifests] = await Promise.all([
-    metadata.missingBlobs(repository, parsed.blobs),
-    metadata.missingManifests(repository, parsed.children),
-  ]);
-  const missing = [...missingBlobs, ...missingManifests];
-  if (missing.length > 0) {
-    throw new OciErrors(missing.map((d) => new OciError('MANIFEST_BLOB_UNKNOWN', { detail: { digest: d } })));
-  }
-
   const record: ManifestRecord = {
     repository,
     digest,
@@ -60,7 +50,12 @@ export async function putManifest(ctx: Context) {
     blobs: parsed.blobs,
     children: parsed.children,
   };
-  await metadata.putManifest(record, tags);
+  // The store checks, in the transaction that stores it, that the repository holds every blob
+  // and child: so a collection racing this PUT either keeps them or the PUT fails here.
+  const missing = await ctx.options.metadata.putManifest(record, tags, ctx.tenant(repository));
+  if (missing.length > 0) {
+    throw new OciErrors(missing.map((d) => new OciError('MANIFEST_BLOB_UNKNOWN', { detail: { digest: d } })));
+  }
   ctx.cache.invalidate(repository);
   ctx.events.emit('manifest.pushed', {
     repository,

@@ -23,7 +23,7 @@ export async function startUpload(ctx: Context) {
   const digest = digestParam === undefined ? undefined : parseDigest(digestParam);
   const algorithm = digestAlgorithm(ctx, digest?.algorithm);
   const chunk = digest && chunkInfo(ctx, false); // checked before a session exists
-  const upload = await ctx.uploads.start(repository, algorithm);
+  const upload = await ctx.uploads.start(repository, ctx.tenant(repository), algorithm);
   if (digest && chunk) {
     try {
       const size = await ctx.uploads.complete(upload, digest, ctx.request.body, chunk);
@@ -92,9 +92,9 @@ async function mountBlob(ctx: Context, mount: string, from: string | undefined) 
   for await (const source of sources) {
     // Tenant first: it needs no hook call, and no permission makes another tenant's blob mountable.
     if (!ctx.sameTenant(source, repository) || !(await ctx.can('pull', source))) continue;
-    const blob = await metadata.getBlob(source, digest);
+    // One transaction: the source still links it and its bytes are not being collected.
+    const blob = await metadata.mountBlob(source, repository, digest, ctx.tenant(repository));
     if (!blob) continue;
-    await metadata.linkBlob(repository, digest, blob.size);
     ctx.events.emit('blob.mounted', { repository, from: source, digest, size: blob.size });
     return blobCreated(repository, digest, blob.size);
   }

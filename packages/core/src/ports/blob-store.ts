@@ -35,6 +35,23 @@ export interface AppendResult {
  */
 export type VerifyContent = (content: Readable) => Promise<void>;
 
+/** A blob as a listing of the store finds it. */
+export interface StoredBlob {
+  digest: string;
+  /** Undefined when the listing cannot tell (then `stat` can). */
+  size?: number;
+  /** Epoch ms of the last write. */
+  modified: number;
+}
+
+/** What `sweepUploads` may remove: leftovers of sessions the metadata store does not know. */
+export interface SweepOptions {
+  /** Only leftovers last written before this (epoch ms). */
+  before: number;
+  /** Of these session ids, the ones the metadata store still holds. */
+  known(ids: string[]): Promise<Set<string>>;
+}
+
 /**
  * Bytes only, addressed by digest (`sha256:<hex>`). Which repository may see a blob is the
  * metadata store's business; a BlobStore stores each digest once.
@@ -51,8 +68,15 @@ export interface BlobStore {
   stat(digest: string): Promise<{ size: number } | undefined>;
   /** Stream a blob or an inclusive range of it. Throws NotFoundError when absent. */
   read(digest: string, range?: ByteRange): Promise<Readable>;
-  /** Remove a blob. Absent blobs are not an error. */
-  delete(digest: string): Promise<void>;
+  /**
+   * Remove blobs, in batches where the backend has them. Absent blobs are not an error; a call
+   * interrupted midway may be repeated. `size`, when given, is the blob's true size (the store
+   * may use it to skip a lookup). Only garbage collection calls this, after the metadata store
+   * marked each blob for deletion.
+   */
+  delete(blobs: ReadonlyArray<{ digest: string; size?: number }>): Promise<void>;
+  /** Every stored blob, in no particular order (garbage collection looks for bytes no metadata knows). */
+  listBlobs(): AsyncIterable<StoredBlob>;
   /** A short-lived URL from which a client can download the blob directly, if supported. */
   redirectUrl?(digest: string, options: { expiresInSeconds: number; range?: ByteRange }): Promise<string | undefined>;
 
@@ -72,6 +96,12 @@ export interface BlobStore {
   commitUpload(id: string, state: UploadState, size: number, digest: string, verify?: VerifyContent): Promise<void>;
   /** Drop the session and everything it stored. Unknown sessions are not an error. */
   abortUpload(id: string, state: UploadState): Promise<void>;
+  /**
+   * Remove what upload sessions left behind that no session knows of (temp files, staging
+   * objects, multipart uploads: a process killed between creating them and recording the
+   * session). Returns how many leftovers were removed.
+   */
+  sweepUploads(options: SweepOptions): Promise<number>;
   /** Release connections, timers. */
   close?(): Promise<void>;
 }
