@@ -20,6 +20,8 @@ import {
   type BlobStore,
   type BlobStoreCapabilities,
   type ByteRange,
+  type StoredBlob,
+  type SweepOptions,
   type UploadState,
   type VerifyContent,
 } from '@berthjs/core';
@@ -32,6 +34,8 @@ const READ_CHUNK = 64 * 1024;
 interface BlobData {
   blobs: Map<string, Buffer>;
   uploads: Map<string, Buffer[]>;
+  /** Last write of each blob (`b:<digest>`) and session (`u:<id>`), epoch ms, for listings and sweeps. */
+  written: Map<string, number>;
 }
 
 /** Everything a MemoryBlobStore holds, as plain sorted data: compare two with deepEqual, or restore one. */
@@ -50,7 +54,7 @@ export class MemoryBlobStore implements BlobStore {
   readonly name = 'memory';
   readonly capabilities: BlobStoreCapabilities;
   #closed = false;
-  #data: BlobData = { blobs: new Map(), uploads: new Map() };
+  #data: BlobData = { blobs: new Map(), uploads: new Map(), written: new Map() };
 
   constructor(options: MemoryBlobStoreOptions = {}) {
     this.capabilities = options.minChunkLength === undefined ? {} : { minChunkLength: options.minChunkLength };
@@ -82,15 +86,40 @@ export class MemoryBlobStore implements BlobStore {
     return chunked(blob.subarray(start, end + 1));
   }
 
-  async delete(digest: string): Promise<void> {
+  async delete(blobs: ReadonlyArray<{ digest: string }>): Promise<void> {
     await this.#io();
-    this.#data.blobs.delete(this.#digest(digest));
+    for (const { digest } of blobs) {
+      this.#data.blobs.delete(this.#digest(digest));
+      this.#data.written.delete(`b:${digest}`);
+    }
+  }
+
+  async *listBlobs(): AsyncGenerator<StoredBlob> {
+    await this.#io();
+    for (const [digest, content] of [...this.#data.blobs]) {
+      yield { digest, size: content.length, modified: this.#data.written.get(`b:${digest}`) ?? 0 };
+    }
+  }
+
+  async sweepUploads({ before, known }: SweepOptions): Promise<number> {
+    await this.#io();
+    const old = [...this.#data.uploads.keys()].filter((id) => (this.#data.written.get(`u:${id}`) ?? 0) < before);
+    if (old.length === 0) return 0;
+    const live = await known(old);
+    let removed = 0;
+    for (const id of old) {
+      if (live.has(id) || !this.#data.uploads.delete(id)) continue;
+      this.#data.written.delete(`u:${id}`);
+      removed++;
+    }
+    return removed;
   }
 
   async createUpload(id: string): Promise<UploadState> {
     await this.#io();
     if (this.#data.uploads.has(this.#id(id))) throw new ConflictError(`upload ${id} already exists`, this.name);
     this.#data.uploads.set(id, []);
+    this.#data.written.set(`u:${id}`, Date.now());
     return {};
   }
 
@@ -105,6 +134,7 @@ export class MemoryBlobStore implements BlobStore {
       const bytes = Buffer.from(chunk as Uint8Array);
       chunks.push(bytes);
       written += bytes.length;
+      this.#data.written.set(`u:${id}`, Date.now());
     }
     return { state: {}, written };
   }
@@ -130,7 +160,10 @@ export class MemoryBlobStore implements BlobStore {
     if (this.#data.uploads.get(id) !== chunks) throw new NotFoundError(`upload ${id} not found`, this.name);
     this.#data.uploads.delete(id);
     // Dedup: the same digest means the same bytes; the stored copy stays untouched.
-    if (!this.#data.blobs.has(digest)) this.#data.blobs.set(digest, content);
+    if (!this.#data.blobs.has(digest)) {
+      this.#data.blobs.set(digest, content);
+      this.#data.written.set(`b:${digest}`, Date.now());
+    }
   }
 
   async abortUpload(id: string, _state: UploadState): Promise<void> {
@@ -159,8 +192,16 @@ export class MemoryBlobStore implements BlobStore {
   restore(snapshot: BlobStoreSnapshot): void {
     this.#data.blobs.clear();
     this.#data.uploads.clear();
-    for (const { digest, content } of snapshot.blobs) this.#data.blobs.set(digest, Buffer.from(content));
-    for (const { id, content } of snapshot.uploads) this.#data.uploads.set(id, [Buffer.from(content)]);
+    this.#data.written.clear();
+    const now = Date.now();
+    for (const { digest, content } of snapshot.blobs) {
+      this.#data.blobs.set(digest, Buffer.from(content));
+      this.#data.written.set(`b:${digest}`, now);
+    }
+    for (const { id, content } of snapshot.uploads) {
+      this.#data.uploads.set(id, [Buffer.from(content)]);
+      this.#data.written.set(`u:${id}`, now);
+    }
   }
 
   /** Like real I/O, answer on a later turn of the event loop; a closed store is unavailable. */

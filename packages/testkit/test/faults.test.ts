@@ -4,10 +4,16 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { UnavailableError } from '@berthjs/core';
+import { UnavailableError, type ManifestRecord } from '@berthjs/core';
 import { Faults, faultyBody, MemoryBlobStore, MemoryMetadataStore, sendRaw } from '../src/index.js';
 
 const boom = new UnavailableError('boom', 'test');
+
+/** A manifest with nothing to reference: pushing it creates its repository. */
+function record(repository: string): ManifestRecord {
+  const content = Buffer.from(`{"schemaVersion":2,"manifests":[],"r":"${repository}"}`);
+  return { repository, digest: 'sha256:1', mediaType: 'application/vnd.oci.image.index.v1+json', content, blobs: [], children: [] };
+}
 
 async function settle<T>(promise: Promise<T>): Promise<T | Error> {
   return promise.catch((error: Error) => error);
@@ -18,15 +24,15 @@ describe('Faults', () => {
     const faults = new Faults();
     const a = faults.wrap(new MemoryMetadataStore(), 'a');
     const b = faults.wrap(new MemoryMetadataStore(), 'b');
-    faults.fail('linkBlob', boom, { store: 'a', when: (repository) => repository === 'x' });
-    assert.equal(await settle(a.linkBlob('x', 'sha256:1', 1)), boom);
-    assert.equal(await settle(a.linkBlob('x', 'sha256:1', 1)), boom);
-    await a.linkBlob('y', 'sha256:1', 1);
-    await b.linkBlob('x', 'sha256:1', 1);
+    faults.fail('putManifest', boom, { store: 'a', when: (manifest) => (manifest as ManifestRecord).repository === 'x' });
+    assert.equal(await settle(a.putManifest(record('x'), [], '')), boom);
+    assert.equal(await settle(a.putManifest(record('x'), [], '')), boom);
+    await a.putManifest(record('y'), [], '');
+    await b.putManifest(record('x'), [], '');
     assert.equal(await a.repositoryExists('x'), false, 'a failing call never reached the store');
     assert.deepEqual(
       faults.calls.map((c) => `${c.store}.${c.method}`),
-      ['a.linkBlob', 'a.linkBlob', 'a.linkBlob', 'b.linkBlob', 'a.repositoryExists'],
+      ['a.putManifest', 'a.putManifest', 'a.putManifest', 'b.putManifest', 'a.repositoryExists'],
     );
   });
 
@@ -34,9 +40,9 @@ describe('Faults', () => {
     const faults = new Faults();
     const store = faults.wrap(new MemoryMetadataStore());
     faults.fail('*', boom, { nth: 2, after: true });
-    await store.linkBlob('one', 'sha256:1', 1);
-    assert.equal(await settle(store.linkBlob('two', 'sha256:1', 1)), boom);
-    await store.linkBlob('three', 'sha256:1', 1);
+    await store.putManifest(record('one'), [], '');
+    assert.equal(await settle(store.putManifest(record('two'), [], '')), boom);
+    await store.putManifest(record('three'), [], '');
     assert.deepEqual(await store.listRepositories(), ['one', 'three', 'two'], 'the failed-after call did its work');
   });
 
