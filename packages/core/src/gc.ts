@@ -3,7 +3,6 @@ import type { RegistryEventEmitter } from './events.js';
 import type { ReadCache } from './read-cache.js';
 import type { BlobStore } from './ports/blob-store.js';
 import type { BlobRecord, ManifestNode, MetadataStore, Page } from './ports/metadata-store.js';
-import type { UploadSessions } from './uploads.js';
 
 /** Options of `registry.collectGarbage()`. */
 export interface CollectOptions {
@@ -71,7 +70,8 @@ export class GarbageCollector {
   constructor(
     private readonly blobs: BlobStore,
     private readonly metadata: MetadataStore,
-    private readonly uploads: UploadSessions,
+    /** The upload sweeper (expired sessions, leftovers no session knows). */
+    private readonly sweepUploads: () => Promise<number>,
     private readonly cache: ReadCache,
     private readonly events: RegistryEventEmitter,
     private readonly leaseMs: number,
@@ -116,7 +116,7 @@ export class GarbageCollector {
         options.onProgress,
       );
       if (!report.dryRun) {
-        report.uploadsSwept = await this.uploads.sweep();
+        report.uploadsSwept = await this.sweepUploads();
         pass.progress('uploads', report.uploadsSwept);
       }
       await pass.repositories();

@@ -60,9 +60,10 @@ export interface Registry extends BerthHandler {
 export function createRegistry(input: RegistryOptions): Registry {
   const options = resolveOptions(input);
   const events = new RegistryEventEmitter();
-  const uploads = new UploadSessions(options.blobs, options.metadata, events, options.uploadLeaseMs, options.uploadTtlMs);
+  const uploads = new UploadSessions(options.blobs, options.metadata, events, options.uploadLeaseMs);
+  const sweepUploads = () => uploads.sweep(options.uploadTtlMs);
   const cache = new ReadCache(options.metadata, options.readCacheTtlMs);
-  const collector = new GarbageCollector(options.blobs, options.metadata, uploads, cache, events, options.gcLeaseMs);
+  const collector = new GarbageCollector(options.blobs, options.metadata, sweepUploads, cache, events, options.gcLeaseMs);
   const access = new AccessControl(options);
 
   async function dispatch(request: BerthRequest): Promise<BerthResponse | undefined> {
@@ -111,7 +112,7 @@ export function createRegistry(input: RegistryOptions): Registry {
       if (response) response.headers['Docker-Distribution-API-Version'] = 'registry/2.0';
       return response;
     },
-    sweepUploads: () => uploads.sweep(),
+    sweepUploads,
     collectGarbage: (collectOptions) => collector.collect(collectOptions),
     usage: ((scope: { tenant: string } | { repository: string }) =>
       'tenant' in scope

@@ -50,10 +50,10 @@ export class UploadSessions {
     private readonly metadata: MetadataStore,
     private readonly events: RegistryEventEmitter,
     private readonly leaseMs: number,
-    private readonly ttlMs: number,
   ) {}
 
-  async start(repository: string, tenant: string, algorithm?: DigestAlgorithm): Promise<UploadRecord> {
+  /** Open a session; its bytes count against `tenant`'s usage and quota once committed. */
+  async start(repository: string, algorithm?: DigestAlgorithm, tenant = ''): Promise<UploadRecord> {
     const id = randomUUID();
     let state: UploadState = {};
     try {
@@ -125,13 +125,13 @@ export class UploadSessions {
    * store remove leftovers no session knows of (older than the lease: a session's store side and
    * its row are made within one request). One sweep at a time across processes. Returns how many.
    */
-  async sweep(batch = 100): Promise<number> {
+  async sweep(ttlMs: number, batch = 100): Promise<number> {
     const holder = randomUUID();
     if (!(await this.metadata.acquireLease(SWEEP_LEASE, holder, Math.max(this.leaseMs, 60_000))).acquired) return 0;
     try {
       let swept = 0;
       for (;;) {
-        const stale = await this.metadata.listStaleUploads(Date.now() - this.ttlMs, batch);
+        const stale = await this.metadata.listStaleUploads(Date.now() - ttlMs, batch);
         let sweptNow = 0;
         for (const upload of stale) {
           if (upload.leaseUntil > Date.now()) continue; // a request is still writing to it

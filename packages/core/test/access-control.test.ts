@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { MemoryBlobStore, MemoryMetadataStore } from '@berthjs/testkit';
+import { linkBlob, MemoryBlobStore, MemoryMetadataStore } from '@berthjs/testkit';
 import { AccessControl } from '../src/access.js';
 import { UnauthorizedError, type AuthHooks, type Scope } from '../src/auth.js';
 import { OciError } from '../src/errors.js';
@@ -156,7 +156,8 @@ describe('AccessControl', () => {
     });
     const content = Buffer.from('layer');
     const digest = `sha256:${createHash('sha256').update(content).digest('hex')}`;
-    for (const source of ['acme/secret', 'acme/open', 'globex/open']) await metadata.linkBlob(source, digest, content.length);
+    for (const source of ['acme/secret', 'acme/open', 'globex/open'])
+      await linkBlob(metadata, source, digest, content.length, source.split('/')[0]);
     const mount = async (user: string, target: string, from?: string) => {
       const query = `mount=${digest}${from ? `&from=${from}` : ''}`;
       const response = await registry.handle({

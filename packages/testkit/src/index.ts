@@ -6,3 +6,4 @@ export { MemoryBlobStore, type BlobStoreSnapshot, type MemoryBlobStoreOptions } 
 export { MemoryMetadataStore, type MetadataStoreSnapshot } from './memory-metadata-store.js';
 export { Faults, type FailOptions, type FaultMatch, type Hang, type StoreCall, type StoreMethod } from './faults.js';
 export { FaultyBody, faultyBody, sendRaw, type BodyFault, type RawExchange, type RawRequest, type RawResponse } from './fault-body.js';
+export { linkBlob } from './seed.js';

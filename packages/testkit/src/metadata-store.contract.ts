@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ManifestRecord, MetadataStore } from '@berthjs/core';
+import { linkBlob as link } from './seed.js';
 
 export interface MetadataStoreUnderTest {
   store: MetadataStore;
@@ -37,14 +38,6 @@ function byteOrder(a: string, b: string): number {
 function manifest(repository: string, label: string, extra: Partial<ManifestRecord> = {}): ManifestRecord {
   const content = extra.content ?? Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: IMAGE, label }));
   return { repository, digest: digestOf(content), mediaType: IMAGE, content, blobs: [], children: [], ...extra };
-}
-
-/** Link a blob the way an upload's commit does (pin, then link), in tenant `tenant`. */
-async function link(store: MetadataStore, repository: string, digest: string, size: number, tenant = ''): Promise<void> {
-  const id = randomUUID();
-  await store.createUpload({ id, repository, tenant, state: {} });
-  assert.deepEqual(await store.beginCommit(id, digest, size), { status: 'ready' });
-  await store.finishCommit(id, digest, size);
 }
 
 /** Store a manifest whose references are all present. */

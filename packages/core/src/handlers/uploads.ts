@@ -23,7 +23,7 @@ export async function startUpload(ctx: Context) {
   const digest = digestParam === undefined ? undefined : parseDigest(digestParam);
   const algorithm = digestAlgorithm(ctx, digest?.algorithm);
   const chunk = digest && chunkInfo(ctx, false); // checked before a session exists
-  const upload = await ctx.uploads.start(repository, ctx.tenant(repository), algorithm);
+  const upload = await ctx.uploads.start(repository, algorithm, ctx.tenant(repository));
   if (digest && chunk) {
     try {
       const size = await ctx.uploads.complete(upload, digest, ctx.request.body, chunk);
