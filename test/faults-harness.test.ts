@@ -364,7 +364,8 @@ interface State {
 /**
  * The state as the protocol sees it: session ids the seed did not know become `new`, and leases,
  * timestamps and bytes a session holds past its recorded offset (a failed append's tail, which
- * the next append cuts) are left out.
+ * the next append cuts) are left out; so are blob rows no link names (a commit that failed
+ * midway leaves one: garbage collection's to remove).
  */
 function observe(known: Seed): { state: State; leased: string[] } {
   const rename = (id: string) => (id === known.empty || id === known.holding ? id : 'new');
@@ -382,12 +383,15 @@ function observe(known: Seed): { state: State; leased: string[] } {
       },
       metadata: {
         ...meta,
+        blobs: meta.blobs.filter((b) => meta.links.some((l) => l.digest === b.digest)),
         uploads: meta.uploads
-          .map(({ id, repository, offset, state, algorithm }) => ({
+          .map(({ id, repository, tenant, offset, state, algorithm, reserved }) => ({
             id: rename(id),
             repository,
+            tenant,
             offset,
             state,
+            reserved,
             ...(algorithm === undefined ? {} : { algorithm }),
             createdAt: 0,
             updatedAt: 0,
