@@ -10,7 +10,7 @@ export interface RegistryEvents {
   'blob.pushed': [{ repository: string; digest: string; size: number }];
   'blob.mounted': [{ repository: string; from: string; digest: string; size: number }];
   'blob.deleted': [{ repository: string; digest: string }];
-  'upload.aborted': [{ repository: string; id: string; reason: 'cancelled' | 'expired' | 'digest-mismatch' }];
+  'upload.aborted': [{ repository: string; id: string; reason: 'cancelled' | 'expired' | 'digest-mismatch' | 'quota' }];
   /** A garbage collection finished (not emitted when it was skipped because another one runs). */
   'gc.completed': [CollectReport];
   /** A failure that became a 500 or 503: the host logs it; the client saw no internals. */

@@ -135,6 +135,8 @@ export class GarbageCollector {
 class LeaseHolder {
   private lost: unknown;
   private readonly timer: NodeJS.Timeout;
+  /** The renewal in flight: release waits for it, or it would take the lease again after. */
+  private renewing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly metadata: MetadataStore,
@@ -143,7 +145,7 @@ class LeaseHolder {
   ) {
     this.timer = setInterval(
       () => {
-        metadata.acquireLease(GC_LEASE, run, leaseMs).then(
+        this.renewing = metadata.acquireLease(GC_LEASE, run, leaseMs).then(
           (lease) => {
             if (!lease.acquired) this.lost ??= new Error(`garbage collection lost its lease to ${lease.holder}`);
           },
@@ -161,6 +163,7 @@ class LeaseHolder {
 
   async release(): Promise<void> {
     clearInterval(this.timer);
+    await this.renewing;
     await this.metadata.releaseLease(GC_LEASE, this.run).catch(() => undefined);
   }
 }

@@ -31,6 +31,13 @@ export interface RegistryOptions extends AuthHooks {
   /** Upload sessions untouched for this long are aborted by `sweepUploads()`. Default 24 h. */
   uploadTtlMs?: number;
   /**
+   * The tenant's storage quota in bytes (`tenantOf` names tenants; without it the whole registry
+   * is tenant `''`), or undefined for none. Sync or async, asked before an upload accepts bytes. A push
+   * that would take the tenant's usage (each blob counted once) past it answers 403 `DENIED`
+   * with usage and limit, and leaves nothing behind. Default: no quotas.
+   */
+  quotaOf?: (tenant: string) => number | undefined | Promise<number | undefined>;
+  /**
    * How long a garbage collection holds its lease (ms), renewed while it runs: how long a
    * collection that was killed keeps the next one from starting. Default 60 s.
    */
@@ -64,6 +71,7 @@ export function resolveOptions(options: RegistryOptions): ResolvedOptions {
     uploadLeaseMs: 60_000,
     uploadTtlMs: 24 * 60 * 60 * 1000,
     gcLeaseMs: 60_000,
+    quotaOf: () => undefined,
     redirectBlobs: false,
     maxTagsPerPush: 100,
     readCacheTtlMs: 1000,

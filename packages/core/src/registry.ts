@@ -60,7 +60,7 @@ export interface Registry extends BerthHandler {
 export function createRegistry(input: RegistryOptions): Registry {
   const options = resolveOptions(input);
   const events = new RegistryEventEmitter();
-  const uploads = new UploadSessions(options.blobs, options.metadata, events, options.uploadLeaseMs);
+  const uploads = new UploadSessions(options.blobs, options.metadata, events, options.uploadLeaseMs, options.quotaOf);
   const sweepUploads = () => uploads.sweep(options.uploadTtlMs);
   const cache = new ReadCache(options.metadata, options.readCacheTtlMs);
   const collector = new GarbageCollector(options.blobs, options.metadata, sweepUploads, cache, events, options.gcLeaseMs);

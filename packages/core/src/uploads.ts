@@ -6,7 +6,7 @@ import { OciError } from './errors.js';
 import type { RegistryEventEmitter } from './events.js';
 import type { BlobStore, UploadState, VerifyContent } from './ports/blob-store.js';
 import { ConflictError, IntegrityError, NotFoundError, UnavailableError } from './ports/errors.js';
-import type { CommitStart, MetadataStore, UploadRecord } from './ports/metadata-store.js';
+import type { CommitStart, MetadataStore, TenantUsage, UploadRecord } from './ports/metadata-store.js';
 
 /** Where a chunk claims to start and how long it is (from Content-Range / Content-Length). */
 export interface ChunkInfo {
@@ -50,6 +50,8 @@ export class UploadSessions {
     private readonly metadata: MetadataStore,
     private readonly events: RegistryEventEmitter,
     private readonly leaseMs: number,
+    /** The tenant's quota in bytes, undefined for none (`quotaOf`). */
+    private readonly quotaOf: (tenant: string) => number | undefined | Promise<number | undefined> = () => undefined,
   ) {}
 
   /** Open a session; its bytes count against `tenant`'s usage and quota once committed. */
@@ -82,7 +84,7 @@ export class UploadSessions {
   /** Append one chunk (PATCH); returns the session's new size. */
   async append(upload: UploadRecord, body: Readable, chunk: ChunkInfo): Promise<number> {
     return this.withLease(upload, chunk, async (token) => {
-      const { offset, state } = await this.write(upload, body, chunk);
+      const { offset, state } = await this.write(upload, body, chunk, undefined);
       if (!(await this.metadata.advanceUpload(upload.id, token, offset, state))) {
         throw outOfOrder(upload, 'the upload session was taken over by another request');
       }
@@ -97,7 +99,7 @@ export class UploadSessions {
   async complete(upload: UploadRecord, digest: ParsedDigest, body: Readable | undefined, chunk: ChunkInfo): Promise<number> {
     return this.withLease(upload, chunk, async () => {
       let { offset, state } = upload;
-      if (body) ({ offset, state } = await this.write(upload, body, chunk));
+      if (body) ({ offset, state } = await this.write(upload, body, chunk, digest.digest));
       await this.commit(upload, state, offset, digest);
       return offset;
     });
@@ -113,7 +115,7 @@ export class UploadSessions {
     await this.metadata.deleteUpload(upload.id).catch(() => undefined);
   }
 
-  async cancel(upload: UploadRecord, reason: 'cancelled' | 'expired'): Promise<void> {
+  async cancel(upload: UploadRecord, reason: 'cancelled' | 'expired' | 'quota'): Promise<void> {
     this.live.delete(upload.id);
     await this.blobs.abortUpload(upload.id, upload.state);
     await this.metadata.deleteUpload(upload.id);
@@ -187,8 +189,26 @@ export class UploadSessions {
     }
   }
 
-  /** Stream `body` into the store at the session's offset, hashing on the fast path. */
-  private async write(upload: UploadRecord, body: Readable, chunk: ChunkInfo): Promise<{ offset: number; state: UploadState }> {
+  /**
+   * Stream `body` into the store at the session's offset, hashing on the fast path. With a quota
+   * and a known length, the bytes are reserved first (`digest`, when known, lets a blob the tenant
+   * holds already pass for free).
+   */
+  private async write(
+    upload: UploadRecord,
+    body: Readable,
+    chunk: ChunkInfo,
+    digest: string | undefined,
+  ): Promise<{ offset: number; state: UploadState }> {
+    if (chunk.length !== undefined) {
+      const limit = await this.quotaOf(upload.tenant);
+      const reservation =
+        limit === undefined ? undefined : await this.metadata.reserveUpload(upload.id, upload.offset + chunk.length, limit, digest);
+      if (reservation && !reservation.granted) {
+        body.resume(); // discard the body, so the refusal reaches the client
+        await this.refuse(upload, limit as number, reservation.usage, reservation.needed);
+      }
+    }
     const live = this.liveHashAt(upload);
     // Hash a copy: if this request fails, the live hash must still describe the stored prefix.
     const hash = live?.hash.copy();
@@ -266,13 +286,15 @@ export class UploadSessions {
     const deadline = Date.now() + PIN_WAIT_MS;
     for (let delay = 10; ; delay = Math.min(delay * 2, 500)) {
       let start: CommitStart;
+      const limit = await this.quotaOf(upload.tenant);
       try {
-        start = await this.metadata.beginCommit(upload.id, digest, size);
+        start = await this.metadata.beginCommit(upload.id, digest, size, limit);
       } catch (error) {
         if (error instanceof NotFoundError) throw new OciError('BLOB_UPLOAD_UNKNOWN', { detail: { id: upload.id } });
         throw error;
       }
       if (start.status === 'ready') return;
+      if (start.status === 'over-quota') await this.refuse(upload, limit as number, start.usage, start.needed);
       if (start.status === 'deleting' && start.abandoned) {
         await this.blobs.delete([{ digest }]);
         await this.metadata.forgetBlobs([digest]);
@@ -281,6 +303,16 @@ export class UploadSessions {
       if (Date.now() > deadline) throw new UnavailableError(`blob ${digest} is being deleted by garbage collection`, 'core');
       await sleep(delay);
     }
+  }
+
+  /** Over quota: the session ends with nothing of it kept, and the client learns usage and limit. */
+  private async refuse(upload: UploadRecord, limit: number, usage: TenantUsage, needed: number): Promise<never> {
+    await this.cancel(upload, 'quota').catch(() => undefined);
+    const who = upload.tenant === '' ? 'the registry' : `tenant ${JSON.stringify(upload.tenant)}`;
+    throw new OciError('DENIED', {
+      message: `quota exceeded: ${who} stores ${formatBytes(usage.bytes)}${usage.reserved > 0 ? ` (+${formatBytes(usage.reserved)} being uploaded)` : ''} of its ${formatBytes(limit)}; this upload needs ${formatBytes(needed)} more`,
+      detail: { tenant: upload.tenant, usage: usage.bytes, reserved: usage.reserved, limit, needed },
+    });
   }
 
   /** A digest mismatch ends the session (as in distribution): nothing of it is kept. */
@@ -337,6 +369,18 @@ export function outOfOrder(upload: UploadRecord, message: string): OciError {
       'Docker-Upload-UUID': upload.id,
     },
   });
+}
+
+/** `1536` → `1.5 KiB` (bytes below 1 KiB as they are). */
+export function formatBytes(bytes: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let value = bytes;
+  let unit = 0;
+  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} bytes` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
 export function uploadLocation(repository: string, id: string): string {
