@@ -415,11 +415,12 @@ export class SqlMetadataStore implements MetadataStore {
   async acquireLease(name: string, holder: string, ttlMs: number): Promise<Lease> {
     return this.write(async (ledger) => {
       const { trx, now } = ledger;
+      // The no-op update takes the row lock, so a holder releasing it meanwhile cannot delete it under us.
       await trx('leases')
         .insert({ name, holder, until: now + ttlMs })
         .onConflict('name')
-        .ignore();
-      const row = await ledger.lock(trx('leases').first('holder', 'until').where({ name }), 'update');
+        .merge({ holder: trx.raw('??', ['leases.holder']) });
+      const row = await trx('leases').first('holder', 'until').where({ name });
       if (row.holder !== holder && Number(row.until) > now) return { acquired: false, holder: row.holder, until: Number(row.until) };
       await trx('leases')
         .where({ name })
