@@ -68,9 +68,9 @@ export async function pushChunked(client, base, repo, blob, chunkSize) {
   await expectStatus(res, 201, 'PUT (close session)');
 }
 
-/** GET a blob and verify its digest and size while it streams in. */
-export async function pullVerified(client, repo, blob) {
-  const res = await client.request({ method: 'GET', path: `/v2/${repo}/blobs/${blob.digest}` });
+/** GET a blob (from `path`) and verify its digest and size while it streams in. */
+export async function pullVerified(client, path, blob) {
+  const res = await client.request({ method: 'GET', path });
   if (res.statusCode !== 200) throw new Error(`GET blob: HTTP ${res.statusCode}`);
   const hash = createHash('sha256');
   let bytes = 0;
@@ -106,17 +106,20 @@ export async function pushRun(base, repo, { size, concurrency, chunkSize }) {
   return { mbps: (size * concurrency) / MiB / seconds, blobs };
 }
 
+/** The path of a blob GET on a registry. */
+export const blobPath = (repo, blob) => `/v2/${repo}/blobs/${blob.digest}`;
+
 /**
- * Pull `blobs` at once, each on its own connection, spread over `threads` worker threads (one per
- * core by default). Receiving and hashing 4 streams in one thread holds a core at 100 % at about
+ * Pull `blobs` at once, each on its own connection from `path(blob)` (default: the registry's
+ * blob GET in `repo`), spread over `threads` worker threads (one per core by default). Receiving and hashing 4 streams in one thread holds a core at 100 % at about
  * 750 MiB/s here, whoever serves them, so a one-thread client would measure itself; with one
  * thread per core the run is bound by the whole machine, and a server shows by the CPU it leaves.
  */
-export async function pullRun(base, repo, blobs, threads = availableParallelism()) {
+export async function pullRun(base, repo, blobs, threads = availableParallelism(), path = (blob) => blobPath(repo, blob)) {
   const count = Math.max(1, Math.min(threads, blobs.length));
   const workers = Array.from({ length: count }, (_, t) => {
-    const mine = blobs.filter((_, i) => i % count === t);
-    return new Worker(new URL('./pull-thread.mjs', import.meta.url), { workerData: { base, repo, blobs: mine } });
+    const mine = blobs.filter((_, i) => i % count === t).map((blob) => ({ ...blob, path: path(blob) }));
+    return new Worker(new URL('./pull-thread.mjs', import.meta.url), { workerData: { base, blobs: mine } });
   });
   try {
     await Promise.all(workers.map((w) => once(w, 'message')));
@@ -130,7 +133,7 @@ export async function pullRun(base, repo, blobs, threads = availableParallelism(
     const seconds = (performance.now() - started) / 1000;
     const failed = results.find(([r]) => !r.ok);
     if (failed) throw new Error(failed[0].message);
-    return { mbps: blobs.reduce((n, b) => n + b.size, 0) / MiB / seconds };
+    return { mbps: blobs.reduce((n, b) => n + b.size, 0) / MiB / seconds, seconds };
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }

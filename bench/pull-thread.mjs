@@ -3,12 +3,12 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { pullVerified, transferClient } from './load.mjs';
 
-const { base, repo, blobs } = workerData;
+const { base, blobs } = workerData;
 const clients = blobs.map(() => transferClient(base));
 
 parentPort.once('message', async () => {
   try {
-    await Promise.all(blobs.map((blob, i) => pullVerified(clients[i], repo, blob)));
+    await Promise.all(blobs.map((blob, i) => pullVerified(clients[i], blob.path, blob)));
     parentPort.postMessage({ ok: true });
   } catch (error) {
     parentPort.postMessage({ ok: false, message: error.message });

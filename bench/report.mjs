@@ -30,11 +30,11 @@ const median = (values) => {
 };
 
 /** samples[server][metric] = number[] → summary[server][metric] = median (or max for RSS). */
-export function summarize(samples) {
+export function summarize(samples, metricList = METRICS) {
   const summary = {};
   for (const [server, metrics] of Object.entries(samples)) {
     summary[server] = {};
-    for (const metric of METRICS) {
+    for (const metric of metricList) {
       const values = metrics[metric.key] ?? [];
       if (values.length === 0) continue;
       summary[server][metric.key] = metric.aggregate === 'max' ? Math.max(...values) : median(values);
@@ -82,6 +82,57 @@ export function tableRows(summary) {
   return rows;
 }
 
+const GATEWAY = '(radosgw + ceph-osd + ceph-mon)';
+
+/** The S3 scenario: Berth and Distribution on one gateway, against the gateway itself ("raw"). */
+export const S3_METRICS = [
+  { key: 's3Push4', label: 'push, 4 × 64 MiB, POST+PUT (MiB/s)', target: { ratio: 0.75 } },
+  { key: 's3Chunked4', label: 'push, 4 × 64 MiB, 8 MiB PATCHes (MiB/s; raw: its PUT)', reference: 's3Push4' },
+  { key: 's3Push1', label: 'push, 1 × 256 MiB, POST+PUT (MiB/s)', target: { ratio: 0.75 } },
+  { key: 's3Pull4', label: 'pull, 4 × 64 MiB, digest verified (MiB/s)', target: { ratio: 0.95 } },
+  { key: 's3Pull1', label: 'pull, 1 × 256 MiB, digest verified (MiB/s)', target: { ratio: 0.95 } },
+  { key: 's3Push4Cpu', label: 'registry CPU per GiB, push 4 × 64 MiB (s)', lowerIsBetter: true },
+  { key: 's3Chunked4Cpu', label: 'registry CPU per GiB, chunked push (s)', lowerIsBetter: true },
+  { key: 's3Push1Cpu', label: 'registry CPU per GiB, push 1 × 256 MiB (s)', lowerIsBetter: true },
+  { key: 's3Pull4Cpu', label: 'registry CPU per GiB, pull 4 × 64 MiB (s)', lowerIsBetter: true },
+  { key: 's3Push4GatewayCpu', label: `gateway CPU per GiB ${GATEWAY}, push 4 × 64 MiB (s)`, lowerIsBetter: true },
+  { key: 's3Chunked4GatewayCpu', label: 'gateway CPU per GiB, chunked push (s)', lowerIsBetter: true },
+  { key: 's3Pull4GatewayCpu', label: 'gateway CPU per GiB, pull 4 × 64 MiB (s)', lowerIsBetter: true },
+  { key: 's3PeakRss', label: 'peak RSS during pushes (MB)', aggregate: 'max', lowerIsBetter: true },
+];
+
+/** Rows of cells: metric, raw, Berth, ratio, Distribution, ratio, target; then Berth's chunked/monolithic. */
+export function s3TableRows(summary) {
+  const raw = summary.raw ?? {};
+  const rows = [['metric', 'raw S3', 'Berth', 'Berth / raw', 'Distribution 2.8', 'Dist / raw', 'target']];
+  for (const metric of S3_METRICS) {
+    const reference = raw[metric.reference ?? metric.key];
+    const cells = [metric.label, fmt(raw[metric.key])];
+    for (const server of ['berth', 'distribution']) {
+      const value = summary[server]?.[metric.key];
+      cells.push(fmt(value));
+      const ratio = value !== undefined && reference ? value / reference : undefined;
+      const ok = metric.target && ratio !== undefined ? (ratio >= metric.target.ratio ? ' ✓' : ' ✗') : '';
+      cells.push(ratio === undefined || metric.key.endsWith('Rss') ? '–' : `${ratio.toFixed(2)}×${server === 'berth' ? ok : ''}`);
+    }
+    cells.push(metric.target ? `≥ ${metric.target.ratio}× raw` : metric.reference ? 'see below' : '');
+    rows.push(cells);
+  }
+  const cells = ['chunked / monolithic, 4 × 64 MiB'];
+  cells.push('–');
+  for (const server of ['berth', 'distribution']) {
+    const s = summary[server] ?? {};
+    const ratio = s.s3Chunked4 && s.s3Push4 ? s.s3Chunked4 / s.s3Push4 : undefined;
+    cells.push(
+      ratio === undefined ? '–' : `${ratio.toFixed(2)}×`,
+      server === 'berth' && ratio !== undefined ? (ratio >= 0.9 ? '✓' : '✗') : '',
+    );
+  }
+  cells.push('≥ 0.9×');
+  rows.push(cells);
+  return rows;
+}
+
 export function printTable(rows) {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   for (const [n, row] of rows.entries()) {
@@ -109,7 +160,11 @@ export function machine() {
   };
 }
 
-export function markdown({ rows, samples, settings, info, notes }) {
+/**
+ * The results file: machine details, then one section per scenario group
+ * ({ title, settings, rows, notes, samples }).
+ */
+export function markdown({ info, sections }) {
   const line = (cells) => `| ${cells.join(' | ')} |`;
   const out = [
     '# Berth vs CNCF Distribution: benchmark results',
@@ -118,22 +173,30 @@ export function markdown({ rows, samples, settings, info, notes }) {
     '',
     `- Machine: ${info.cpu}, ${info.cores} cores, ${info.memory} RAM, Linux ${info.kernel}`,
     `- Node ${info.node}; reference: ${info.distribution}`,
-    `- Settings: ${settings}`,
-    '',
-    line(rows[0]),
-    line(rows[0].map((_, i) => (i === 0 ? '---' : '---:'))),
-    ...rows.slice(1).map(line),
-    '',
-    ...notes.map((n) => `- ${n}`),
-    '',
-    '<details><summary>Every round</summary>',
-    '',
-    '```json',
-    JSON.stringify(samples, (_k, v) => (typeof v === 'number' ? Math.round(v * 100) / 100 : v), 2),
-    '```',
-    '',
-    '</details>',
+    `- Load average (1, 5, 15 min) at the start and the end: ${info.load}`,
     '',
   ];
+  for (const { title, settings, rows, notes, samples } of sections) {
+    out.push(
+      `## ${title}`,
+      '',
+      `Settings: ${settings}`,
+      '',
+      line(rows[0]),
+      line(rows[0].map((_, i) => (i === 0 ? '---' : '---:'))),
+      ...rows.slice(1).map(line),
+      '',
+      ...notes.map((n) => `- ${n}`),
+      '',
+      '<details><summary>Every round</summary>',
+      '',
+      '```json',
+      JSON.stringify(samples, (_k, v) => (typeof v === 'number' ? Math.round(v * 100) / 100 : v), 2),
+      '```',
+      '',
+      '</details>',
+      '',
+    );
+  }
   return out.join('\n');
 }

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-async function freePort() {
+export async function freePort() {
   const server = createServer();
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address();
@@ -17,7 +17,7 @@ async function freePort() {
   return port;
 }
 
-async function waitUntilServing(base, child, stderr) {
+export async function waitUntilServing(base, child, stderr) {
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}: ${stderr()}`);
@@ -32,7 +32,7 @@ async function waitUntilServing(base, child, stderr) {
   throw new Error(`server did not answer /v2/ within 60 s: ${stderr()}`);
 }
 
-function spawnServer(command, args, options = {}) {
+export function spawnServer(command, args, options = {}) {
   const child = spawn(command, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], ...options });
   let stderr = '';
   let stdout = '';

@@ -42,6 +42,8 @@ export class Bucket {
     readonly name: string,
     /** The store's name, for errors. */
     private readonly store: string,
+    /** Hash part and object bodies for SigV4 (`S3BlobStoreOptions.signPayload`). */
+    private readonly signPayload = false,
   ) {}
 
   /** Run one SDK call, translating its failure into the core's store errors. */
@@ -79,19 +81,16 @@ export class Bucket {
 
   /** Store a small object from memory; `ifNoneMatch` makes it a create that fails if the key exists. */
   async put(key: string, body: Buffer, options: { metadata?: Record<string, string>; ifNoneMatch?: boolean } = {}): Promise<void> {
-    await this.send('PutObject', () =>
-      this.client.send(
-        new PutObjectCommand({
-          Bucket: this.name,
-          Key: key,
-          Body: body,
-          ContentLength: body.length,
-          ContentType: OCTETS,
-          Metadata: options.metadata,
-          IfNoneMatch: options.ifNoneMatch ? '*' : undefined,
-        }),
-      ),
-    );
+    const command = new PutObjectCommand({
+      Bucket: this.name,
+      Key: key,
+      Body: body,
+      ContentLength: body.length,
+      ContentType: OCTETS,
+      Metadata: options.metadata,
+      IfNoneMatch: options.ifNoneMatch ? '*' : undefined,
+    });
+    await this.send('PutObject', () => this.client.send(this.unsigned(command)));
   }
 
   /** Server-side copy of a whole object (its metadata replaced by none). */
@@ -165,18 +164,15 @@ export class Bucket {
 
   /** Upload one part from memory; resolves with its ETag. */
   async uploadPart(key: string, uploadId: string, partNumber: number, data: Buffer): Promise<string> {
-    const out = await this.send('UploadPart', () =>
-      this.client.send(
-        new UploadPartCommand({
-          Bucket: this.name,
-          Key: key,
-          UploadId: uploadId,
-          PartNumber: partNumber,
-          Body: data,
-          ContentLength: data.length,
-        }),
-      ),
-    );
+    const command = new UploadPartCommand({
+      Bucket: this.name,
+      Key: key,
+      UploadId: uploadId,
+      PartNumber: partNumber,
+      Body: data,
+      ContentLength: data.length,
+    });
+    const out = await this.send('UploadPart', () => this.client.send(this.unsigned(command)));
     if (!out.ETag) throw this.fail('UploadPart returned no ETag');
     return out.ETag;
   }
@@ -260,6 +256,24 @@ export class Bucket {
       keyMarker = page.NextKeyMarker;
       uploadIdMarker = page.NextUploadIdMarker;
     }
+  }
+
+  /**
+   * Sign the request but not its body (`x-amz-content-sha256: UNSIGNED-PAYLOAD`), unless the
+   * options ask for signed payloads: the SDK would otherwise hash every byte of a Buffer body for
+   * the signature, and the gateway hash it again to check it.
+   */
+  private unsigned<C extends UploadPartCommand | PutObjectCommand>(command: C): C {
+    if (this.signPayload) return command;
+    (command.middlewareStack as UploadPartCommand['middlewareStack']).add(
+      (next) => async (args) => {
+        const request = args.request as { headers?: Record<string, string> };
+        if (request.headers) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+        return next(args);
+      },
+      { step: 'build', name: 'berthUnsignedPayload' },
+    );
+    return command;
   }
 
   /** `x-amz-copy-source`: bucket/key, URL-encoded per segment. */

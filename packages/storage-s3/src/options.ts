@@ -50,6 +50,14 @@ export interface S3BlobStoreOptions {
    * rejects the header (the race then leaves an unreferenced object behind). Default true.
    */
   conditionalWrites?: boolean;
+  /**
+   * Hash every part and small object for SigV4 (`x-amz-content-sha256`), so the gateway checks
+   * their bytes against the signature. Off (default), requests are signed but their bodies are
+   * not (`UNSIGNED-PAYLOAD`, as presigned URLs do): the SDK would otherwise hash every byte once
+   * more in this process, and the gateway hash it again; over HTTPS, TLS protects the bytes in
+   * transit anyway.
+   */
+  signPayload?: boolean;
   /** Use this client instead of building one (the connection options above are then ignored). */
   client?: S3Client;
 }
@@ -68,6 +76,9 @@ export function clientConfig(options: S3BlobStoreOptions): S3ClientConfig {
     // trailer encoding the SDK would otherwise use is rejected by Ceph RGW and older MinIO.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
+    // No `Expect: 100-continue` on bodies over 2 MiB: with it the SDK sends each part on a new
+    // connection of its own, after a round trip for the 100.
+    expectContinueHeader: false,
     requestHandler: {
       connectionTimeout: options.connectionTimeoutMs ?? 5_000,
       requestTimeout: options.requestTimeoutMs ?? 120_000,

@@ -57,12 +57,13 @@ export class S3BlobStore implements BlobStore {
     this.bucket = options.bucket;
     this.layout = new KeyLayout(options.prefix, this.name);
     this.prefix = this.layout.prefix;
-    this.s3 = new Bucket(this.client, this.bucket, this.name);
+    const signPayload = options.signPayload ?? false;
+    this.s3 = new Bucket(this.client, this.bucket, this.name, signPayload);
     this.reader = new BlobReader(this.s3, this.layout, this.name);
     this.sessions = new MultipartSessions(this.s3, this.layout, this.reader, this.name, {
       partSize,
       grow: !options.equalPartSizes,
-      partConcurrency: Math.max(1, Math.floor(options.partConcurrency ?? 1)),
+      partConcurrency: Math.max(1, Math.floor(options.partConcurrency ?? 2)),
       conditionalWrites: options.conditionalWrites ?? true,
     });
   }

@@ -19,10 +19,14 @@ import {
 import type { Bucket } from './bucket.js';
 import { lostConditionalWrite } from './errors.js';
 import type { KeyLayout } from './keys.js';
-import { MAX_PARTS, choosePartSize, partSizeFor, splitIntoParts } from './multipart.js';
+import { MAX_PARTS, choosePartSize, partSizeFor } from './multipart.js';
+import { PartBuffers, splitIntoParts } from './splitter.js';
 import type { BlobReader } from './reads.js';
 import { quiet } from './streams.js';
 import { type S3UploadState, heldBytes, parseState } from './upload-state.js';
+
+/** Part buffers kept for reuse, at most, in part sizes. */
+const IDLE_PART_BUFFERS = 8;
 
 export interface SessionSettings {
   /** Base part size of new sessions. */
@@ -36,13 +40,18 @@ export interface SessionSettings {
 }
 
 export class MultipartSessions {
+  /** Part buffers of finished parts, for the next ones of any session. */
+  private readonly buffers: PartBuffers;
+
   constructor(
     private readonly bucket: Bucket,
     private readonly layout: KeyLayout,
     private readonly reader: BlobReader,
     private readonly store: string,
     private readonly settings: SessionSettings,
-  ) {}
+  ) {
+    this.buffers = new PartBuffers(IDLE_PART_BUFFERS * settings.partSize);
+  }
 
   async create(id: string): Promise<UploadState> {
     const key = this.layout.newDataKey(id);
@@ -82,6 +91,7 @@ export class MultipartSessions {
       firstPartNumber: input.parts.length + 1,
       sizeOf: (n) => partSizeFor(n, partSize, input.grow),
       concurrency: this.settings.partConcurrency,
+      buffers: this.buffers,
       tooManyParts: () => new UnsupportedError(`upload ${id} exceeds ${MAX_PARTS} parts`, this.store),
       upload: (n, data) => this.bucket.uploadPart(input.key, input.uploadId, n, data),
     });
@@ -111,15 +121,16 @@ export class MultipartSessions {
     const blobKey = this.layout.blob(digest);
     const held = heldBytes(st);
     if (held !== size) throw new IntegrityError(`upload ${id} holds ${held} bytes, not ${size}`, this.store);
-    // Dedup: with nothing to verify, an existing blob makes the session's bytes redundant.
-    if (!verify && (await this.reader.resolve(digest))) {
+    if (st.parts.length === 0) await this.commitInline(id, st, size, digest, blobKey, verify);
+    else if (!verify && !this.settings.conditionalWrites && (await this.reader.resolve(digest))) {
+      // Dedup without a conditional pointer write: an existing blob makes this session redundant.
       await this.abort(id, st);
       return;
-    }
-    if (st.parts.length === 0) await this.commitInline(id, st, size, digest, blobKey, verify);
-    else await this.commitMultipart(id, st, size, digest, blobKey, verify);
-    // The blob is readable now; leftover staging is the sweeper's if this fails.
-    await this.deleteStaging(id).catch(() => undefined);
+    } else await this.commitMultipart(id, st, size, digest, blobKey, verify);
+    // The blob is readable now; drop the staging. A session that never staged a tail skips the
+    // listing (pushes of whole parts, the common case): a tail orphaned there, by an append whose
+    // state was never persisted, is the sweeper's, as is whatever fails to go here.
+    if (st.tail || st.garbage) await this.deleteStaging(id).catch(() => undefined);
   }
 
   async abort(id: string, state: UploadState): Promise<void> {
@@ -145,11 +156,12 @@ export class MultipartSessions {
       const open = tail ? () => this.bucket.get(tail.key) : async () => quiet(Readable.from([]));
       await this.runVerify(verify, open, () => this.abort(id, st));
     }
+    // Dedup: an existing blob (inline, or a pointer a store with another part size made) stays.
     if (!(await this.reader.resolve(digest))) {
       if (tail) await this.bucket.copy(blobKey, tail.key);
       else await this.bucket.put(blobKey, Buffer.alloc(0));
+      this.reader.remember(digest, { key: blobKey, size });
     }
-    this.reader.remember(digest, { key: blobKey, size });
     await this.bucket.abortMultipart(st.key, st.uploadId);
   }
 
@@ -189,7 +201,7 @@ export class MultipartSessions {
     }
   }
 
-  /** Create the digest's pointer; false when another commit created it first (dedup). */
+  /** Create the digest's pointer; false when the blob exists already (dedup: another commit made it). */
   private async createPointer(blobKey: string, location: { key: string; size: number }): Promise<boolean> {
     const { conditionalWrites } = this.settings;
     try {

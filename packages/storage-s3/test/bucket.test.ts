@@ -86,6 +86,26 @@ describe('Bucket', () => {
     await assert.rejects(store.commitUpload('id1', state, 5 * 1024 * 1024, DIGEST), UnavailableError);
   });
 
+  it('signs part and object bodies only when asked to', async () => {
+    for (const signPayload of [false, true]) {
+      const stacks: string[][] = [];
+      const client = {
+        send: async (command: { middlewareStack: { identify(): string[] } }) => {
+          stacks.push(command.middlewareStack.identify());
+          return { ETag: '"e"' };
+        },
+      } as unknown as S3Client;
+      const bucket = new Bucket(client, 'b', 's3', signPayload);
+      await bucket.uploadPart('k', 'u', 1, Buffer.from('x'));
+      await bucket.put('k', Buffer.from('x'));
+      for (const stack of stacks)
+        assert.equal(
+          stack.some((m) => m.startsWith('berthUnsignedPayload')),
+          !signPayload,
+        );
+    }
+  });
+
   it('hands out bodies that already have an error listener', async () => {
     const body = new PassThrough();
     const bucket = new Bucket(

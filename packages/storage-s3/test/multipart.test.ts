@@ -1,9 +1,10 @@
-// Part arithmetic and the splitter, without S3.
+// Part arithmetic and the splitter's buffered mode, without S3 (streamed parts: splitter.test.ts).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { MAX_PARTS, MAX_PART_SIZE, MiB, choosePartSize, partSizeFor, splitIntoParts } from '../src/multipart.js';
+import { MAX_PARTS, MAX_PART_SIZE, MiB, choosePartSize, partSizeFor } from '../src/multipart.js';
+import { splitIntoParts } from '../src/splitter.js';
 
 test('part sizes double every 1,000 parts and reach 5 TiB within 10,000 parts', () => {
   assert.equal(partSizeFor(1, 8 * MiB, true), 8 * MiB);

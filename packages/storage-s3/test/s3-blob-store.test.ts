@@ -121,6 +121,14 @@ if (env) {
       assert.deepEqual(await hashStream(await other.read(digest)), { digest, size: 100 * MiB });
     });
 
+    it('pushes with signed payloads when asked to', async () => {
+      const signed = storeFor(env, bucket, { signPayload: true });
+      const data = randomBytes(11 * MiB + 5);
+      const { digest } = await pushChunked(data, [6 * MiB], [signed]);
+      await assertReadable(digest, data.length, signed);
+      await signed.close();
+    });
+
     it('stores the empty blob', async () => {
       const id = newId();
       const empty = sha256(Buffer.alloc(0));
@@ -240,6 +248,19 @@ if (env) {
         [],
       );
       await assertReadable(a.digest, data.length);
+    });
+
+    it('keeps a multipart blob that a store with bigger parts commits again inline, and reads it whole', async () => {
+      const data = randomBytes(6 * MiB);
+      const { digest } = await pushChunked(data, [data.length]); // 5 MiB parts: multipart
+      const bigParts = storeFor(env, bucket, { partSize: 8 * MiB });
+      const id = newId();
+      const { state } = await bigParts.appendUpload(id, await bigParts.createUpload(id), 0, Readable.from([data]), data.length);
+      assert.equal((state as S3UploadState).parts.length, 0, 'no full part: an inline commit');
+      await bigParts.commitUpload(id, state, data.length, digest);
+      assert.deepEqual(await hashStream(await bigParts.read(digest)), { digest, size: data.length });
+      await assertReadable(digest, data.length);
+      await bigParts.close();
     });
 
     it('serves ranges of multipart and inline blobs', async () => {
