@@ -12,7 +12,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { createBucket, deleteBucket, emptyBucket, s3Client, s3TestEnv } from '@berthjs/storage-s3/testing';
 import { pieces } from './data.mjs';
 import { pullRun, pushChunked, pushMonolithic, timed } from './load.mjs';
-import { freePort, spawnServer, waitUntilServing } from './servers.mjs';
+import { distributionConfig, freePort, spawnServer, waitUntilServing } from './servers.mjs';
 
 const POSTGRES_URL = process.env.BERTH_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 /** Where start-rgw.sh keeps its pid files (its DIR argument). */
@@ -133,15 +133,7 @@ async function startBerth(env, bucket, prefix, schema, profileDir) {
       AWS_SECRET_ACCESS_KEY: env.secretAccessKey,
     },
   });
-  await waitUntilServing(base, proc.child, proc.stderr);
-  return {
-    base,
-    pids: () => [proc.child.pid],
-    async stop() {
-      if (proc.child.exitCode === null) proc.child.kill('SIGTERM');
-      await proc.exited;
-    },
-  };
+  return running(proc, base);
 }
 
 async function startDistribution(env, bucket, prefix) {
@@ -149,38 +141,30 @@ async function startDistribution(env, bucket, prefix) {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const config = join(dir, 'config.yml');
-  // The same footing as Berth: no per-request logs, blobs served through the registry (no
-  // redirects to S3), default s3 driver settings (10 MiB chunks).
-  await writeFile(
-    config,
-    [
-      'version: 0.1',
-      'log:',
-      '  level: error',
-      '  accesslog:',
-      '    disabled: true',
-      'storage:',
-      '  s3:',
-      `    accesskey: ${env.accessKeyId}`,
-      `    secretkey: ${env.secretAccessKey}`,
-      `    region: ${env.region}`,
-      `    regionendpoint: ${env.endpoint}`,
-      `    bucket: ${bucket}`,
-      `    secure: ${env.endpoint.startsWith('https:')}`,
-      '    v4auth: true',
-      `    rootdirectory: /${prefix}`,
-      '  redirect:',
-      '    disable: true',
-      '  delete:',
-      '    enabled: true',
-      'http:',
-      `  addr: 127.0.0.1:${port}`,
-      '',
-    ].join('\n'),
-  );
+  // The same footing as Berth: blobs served through the registry (no redirects to S3), default
+  // s3 driver settings (10 MiB chunks).
+  const s3 = [
+    '  s3:',
+    `    accesskey: ${env.accessKeyId}`,
+    `    secretkey: ${env.secretAccessKey}`,
+    `    region: ${env.region}`,
+    `    regionendpoint: ${env.endpoint}`,
+    `    bucket: ${bucket}`,
+    `    secure: ${env.endpoint.startsWith('https:')}`,
+    '    v4auth: true',
+    `    rootdirectory: /${prefix}`,
+    '  redirect:',
+    '    disable: true',
+  ];
+  await writeFile(config, distributionConfig(port, s3));
   // Its AWS SDK refuses to start with AWS_CA_BUNDLE set (a custom bundle needs its own transport).
   const { AWS_CA_BUNDLE: _, ...childEnv } = process.env;
   const proc = spawnServer('docker-registry', ['serve', config], { env: childEnv });
+  return running(proc, base, () => rm(dir, { recursive: true, force: true }));
+}
+
+/** A server once it answers: its `base`, `pids()` and `stop()` (then `cleanup`). */
+async function running(proc, base, cleanup = async () => {}) {
   await waitUntilServing(base, proc.child, proc.stderr);
   return {
     base,
@@ -188,7 +172,7 @@ async function startDistribution(env, bucket, prefix) {
     async stop() {
       if (proc.child.exitCode === null) proc.child.kill('SIGTERM');
       await proc.exited;
-      await rm(dir, { recursive: true, force: true });
+      await cleanup();
     },
   };
 }

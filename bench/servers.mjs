@@ -43,6 +43,16 @@ export function spawnServer(command, args, options = {}) {
 }
 
 /**
+ * A docker-registry config: `storage` lines (the driver's), deletes on, no per-request logging
+ * (access log off, errors only: the footing of Berth's --log-level silent).
+ */
+export function distributionConfig(port, storage) {
+  const log = ['log:', '  level: error', '  accesslog:', '    disabled: true'];
+  const rest = ['  delete:', '    enabled: true', 'http:', `  addr: 127.0.0.1:${port}`, ''];
+  return ['version: 0.1', ...log, 'storage:', ...storage, ...rest].join('\n');
+}
+
+/**
  * A running server: `base` URL, `pids()` of every process whose memory counts, `stop()`.
  * kind: 'berth' (one process), 'cluster' (node:cluster, `workers` processes) or 'distribution'.
  */
@@ -71,27 +81,9 @@ export async function startServer(kind, { workers = 2, profileDir } = {}) {
     });
     pids = () => clusterPids;
   } else if (kind === 'distribution') {
-    // Distribution 2.8 with filesystem storage, access log off and errors only: the same "no
-    // per-request logging" footing as Berth's --log-level silent.
+    // Distribution 2.8 with filesystem storage.
     const config = join(dir, 'config.yml');
-    await writeFile(
-      config,
-      [
-        'version: 0.1',
-        'log:',
-        '  level: error',
-        '  accesslog:',
-        '    disabled: true',
-        'storage:',
-        '  filesystem:',
-        `    rootdirectory: ${join(dir, 'data')}`,
-        '  delete:',
-        '    enabled: true',
-        'http:',
-        `  addr: 127.0.0.1:${port}`,
-        '',
-      ].join('\n'),
-    );
+    await writeFile(config, distributionConfig(port, ['  filesystem:', `    rootdirectory: ${join(dir, 'data')}`]));
     proc = spawnServer('docker-registry', ['serve', config]);
     blobDir = join(dir, 'data', 'docker', 'registry', 'v2', 'blobs');
     pids = () => [proc.child.pid];
