@@ -1,6 +1,6 @@
 // Translates driver failures (pg, better-sqlite3, knex's pool) into the core's typed store errors,
 // so the core answers 503 for an unreachable database and lost races stay recognizable.
-import { ConflictError, StoreError, UnavailableError } from '@berthjs/core';
+import { ConflictError, StorageFullError, StoreError, UnavailableError } from '@berthjs/core';
 
 interface DriverError {
   code?: unknown;
@@ -21,7 +21,10 @@ const NETWORK_CODES = new Set([
 // Postgres SQLSTATEs meaning "not now": connection exceptions (class 08), too many connections,
 // admin/crash shutdown, cannot connect now, serialization/deadlock failures.
 const PG_UNAVAILABLE = /^(08...|53300|57P0[1-3]|40001|40P01)$/;
-const SQLITE_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|CANTOPEN|IOERR|FULL|READONLY|PROTOCOL)/;
+const SQLITE_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|CANTOPEN|IOERR|READONLY|PROTOCOL)/;
+// Out of space: Postgres disk_full (53100), SQLite's database or disk full; and the errno codes
+// either surfaces from the filesystem.
+const FULL = /^(53100|SQLITE_FULL|SQLITE_IOERR_WRITE_FULL|ENOSPC|EDQUOT)$/;
 
 function codeOf(err: unknown): string | undefined {
   const code = (err as DriverError | undefined)?.code;
@@ -44,6 +47,23 @@ function isForeignKeyViolation(err: unknown): boolean {
   return code === '23503' || code === 'SQLITE_CONSTRAINT_FOREIGNKEY';
 }
 
+/**
+ * A transaction that lost a race with another one and was rolled back whole: under READ COMMITTED
+ * a concurrent delete can land between its statements (a tag insert whose manifest row was just
+ * deleted: a foreign-key violation; an insert racing an insert: a unique violation), and crossing
+ * row locks deadlock (40P01) or fail serialization (40001). Running it again is safe and sees
+ * the other transaction's outcome. Takes the driver error or a StoreError made from one.
+ */
+export function isLostRace(err: unknown): boolean {
+  const driver = err instanceof StoreError ? err.cause : err;
+  const code = codeOf(driver) ?? '';
+  return isUniqueViolation(driver) || isForeignKeyViolation(driver) || code === '40P01' || code === '40001';
+}
+
+function isStorageFull(err: unknown): boolean {
+  return FULL.test(codeOf(err) ?? '');
+}
+
 export function isUnavailable(err: unknown): boolean {
   const code = codeOf(err);
   if (code !== undefined && (NETWORK_CODES.has(code) || PG_UNAVAILABLE.test(code) || SQLITE_UNAVAILABLE.test(code))) return true;
@@ -62,6 +82,7 @@ export function toStoreError(err: unknown, store: string): unknown {
   const reason = err instanceof Error ? err.message : String(err);
   let mapped: StoreError | undefined;
   if (isUniqueViolation(err) || isForeignKeyViolation(err)) mapped = new ConflictError(reason, store);
+  else if (isStorageFull(err)) mapped = new StorageFullError(reason, store);
   else if (isUnavailable(err)) mapped = new UnavailableError(reason, store);
   if (mapped === undefined) return err;
   mapped.cause = err;

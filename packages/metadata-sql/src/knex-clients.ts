@@ -25,6 +25,16 @@ class ImmediateTransaction extends SqliteTransaction {
   begin(connection: unknown): Promise<unknown> {
     return this.query(connection, 'BEGIN IMMEDIATE;');
   }
+
+  // SQLite ends the transaction itself after some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM):
+  // knex's ROLLBACK then fails with "no transaction is active", and that error would replace the
+  // cause (a full disk became a bare 500). Reject with the cause instead.
+  rollback(connection: { inTransaction?: boolean }, error: unknown): Promise<unknown> {
+    if (connection.inTransaction !== false) return super.rollback(connection, error);
+    this._completed = true;
+    this._rejecter(error);
+    return Promise.resolve();
+  }
 }
 
 /** knex client for better-sqlite3 whose top-level transactions start with `BEGIN IMMEDIATE`. */

@@ -51,7 +51,8 @@ import {
   type UploadState,
   type UsageRecompute,
 } from '@berthjs/core';
-import { toStoreError } from './backend-errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isLostRace, toStoreError } from './backend-errors.js';
 import { retryWhileBusy } from './busy-retry.js';
 import type { ChangeFeed } from './change-feed.js';
 import { chunks, Ledger } from './ledger.js';
@@ -62,6 +63,9 @@ import { recomputeUsage, type RecomputeOptions } from './usage.js';
 
 /** The lease whose holder marks blobs for deletion (see CommitStart.abandoned). */
 const GC_LEASE = 'gc';
+
+/** Tries of a write transaction that keeps losing races to concurrent ones. */
+const RACE_ATTEMPTS = 5;
 
 export interface SqlMetadataStoreConfig {
   dialect: Dialect;
@@ -637,16 +641,26 @@ export class SqlMetadataStore implements MetadataStore {
     await this.config.changes?.announce(ledger.trx);
   }
 
-  /** One write transaction; a `Rollback` thrown inside undoes it and becomes the result. */
-  private write<T>(work: (ledger: Ledger) => Promise<T>): Promise<T> {
-    return this.run(async () => {
+  /**
+   * One write transaction; a `Rollback` thrown inside undoes it and becomes the result. Run again
+   * (a few times, after a short random pause) when it lost a race (see isLostRace).
+   */
+  private async write<T>(work: (ledger: Ledger) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
       try {
-        return await this.db.transaction((trx) => work(new Ledger(trx, this.config.dialect)));
+        return await this.run(async () => {
+          try {
+            return await this.db.transaction((trx) => work(new Ledger(trx, this.config.dialect)));
+          } catch (err) {
+            if (err instanceof Rollback) return err.value as T;
+            throw err;
+          }
+        });
       } catch (err) {
-        if (err instanceof Rollback) return err.value as T;
-        throw err;
+        if (attempt >= RACE_ATTEMPTS || !isLostRace(err)) throw err;
+        await sleep(Math.random() * 5 * attempt);
       }
-    });
+    }
   }
 
   /** Every backend call goes through here: SQLite busy retries, then typed errors. */

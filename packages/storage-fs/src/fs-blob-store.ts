@@ -32,6 +32,7 @@ import {
   IntegrityError,
   NotFoundError,
   ConflictError,
+  StorageFullError,
   StoreError,
   UnavailableError,
   type AppendResult,
@@ -82,7 +83,7 @@ const DIGEST_RE = /^(sha256|sha512):([a-f0-9]+)$/;
 const UPLOAD_ID_RE = /^[A-Za-z0-9-]{1,64}$/;
 
 /** Errno codes that mean the disk (not the request) is the problem: the core answers 503. */
-const UNAVAILABLE_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO', 'EMFILE', 'ENFILE', 'EBUSY', 'EAGAIN']);
+const UNAVAILABLE_CODES = new Set(['EROFS', 'EACCES', 'EPERM', 'EIO', 'EMFILE', 'ENFILE', 'EBUSY', 'EAGAIN']);
 
 function errnoCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
@@ -229,10 +230,6 @@ export class FsBlobStore implements BlobStore {
       throw err instanceof StoreError ? err : this.#translate(err, `append to upload ${id}`);
     }
     const closed = new Promise<void>((done) => out.once('close', () => done()));
-    let bodyError: unknown;
-    body.once('error', (err) => {
-      bodyError ??= err;
-    });
     const flusher = this.#fsync ? flushWhileWriting(handle, out) : undefined;
     try {
       await pipeline(body, out);
@@ -240,7 +237,9 @@ export class FsBlobStore implements BlobStore {
       // Wait until no write is in flight: the next append (maybe on another request right away)
       // truncates to its offset, and a late write of ours landing after that would corrupt it.
       await closed;
-      throw err === bodyError ? err : this.#translate(err, `append to upload ${id}`);
+      // Translated whichever side failed: a failed write destroys the body with the same error
+      // (ENOSPC), while the body's own failures carry no errno and pass unchanged.
+      throw this.#translate(err, `append to upload ${id}`);
     } finally {
       if (flusher) clearInterval(flusher);
     }
@@ -419,9 +418,12 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  /** Disk trouble becomes UnavailableError (503); anything else stays as is for a 500. */
+  /** Disk trouble becomes UnavailableError (503; a full disk StorageFullError); anything else stays as is for a 500. */
   #translate(err: unknown, what: string): unknown {
     const code = errnoCode(err);
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      return Object.assign(new StorageFullError(`${what}: ${code}`, this.name), { cause: err });
+    }
     if (code !== undefined && UNAVAILABLE_CODES.has(code)) {
       return Object.assign(new UnavailableError(`${what}: ${code}`, this.name), { cause: err });
     }
