@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { spawnBerth } from './support/cli.js';
+import { s3ServeEnv, spawnBerth } from './support/cli.js';
 import { describeClients } from './support/clients-suite.js';
 import { createBucket, deleteBucket, requireS3, s3Client } from '@berthjs/storage-s3/testing';
 import { dropSchema, POSTGRES_URL } from './support/stores.js';
@@ -12,16 +12,7 @@ if (s3) {
     const admin = s3Client(s3);
     const bucket = await createBucket(admin, 'clients');
     const schema = `berth_clients_${randomBytes(5).toString('hex')}`;
-    const berth = await spawnBerth(['--database-url', POSTGRES_URL], {
-      BERTH_DATABASE_SCHEMA: schema,
-      BERTH_S3_BUCKET: bucket,
-      BERTH_S3_ENDPOINT: s3.endpoint,
-      BERTH_S3_REGION: s3.region,
-      BERTH_S3_FORCE_PATH_STYLE: 'true',
-      AWS_ACCESS_KEY_ID: s3.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
-      BERTH_LOG_LEVEL: 'info',
-    });
+    const berth = await spawnBerth(['--database-url', POSTGRES_URL], { ...s3ServeEnv(s3, bucket, schema), BERTH_LOG_LEVEL: 'info' });
     return {
       host: new URL(berth.url).host,
       async stop() {

@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { parseServeConfig } from '@berthjs/cli';
 import { assertError, rawRequest, sha256, type RawResponse } from './support/client.js';
-import { spawnBerth, type BerthProcess } from './support/cli.js';
+import { s3ServeEnv, spawnBerth, type BerthProcess } from './support/cli.js';
 import {
   createBucket,
   deleteBucket,
@@ -83,14 +83,8 @@ function describeS3(env: S3TestEnv) {
     /** A `berth serve` on the shared bucket and schema; credentials come from the AWS env chain. */
     async function berth(extraArgs: string[] = [], extraEnv: NodeJS.ProcessEnv = {}): Promise<BerthProcess> {
       const proc = await spawnBerth(['--database-url', POSTGRES_URL, '--s3-part-size', '5MiB', ...extraArgs], {
-        BERTH_DATABASE_SCHEMA: schema,
-        BERTH_S3_BUCKET: bucket,
-        BERTH_S3_ENDPOINT: env.endpoint,
-        BERTH_S3_REGION: env.region,
-        BERTH_S3_FORCE_PATH_STYLE: 'true',
+        ...s3ServeEnv(env, bucket, schema),
         BERTH_S3_PREFIX: PREFIX,
-        AWS_ACCESS_KEY_ID: env.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: env.secretAccessKey,
         BERTH_LOG_LEVEL: 'info',
         ...extraEnv,
       });

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { S3TestEnv } from '@berthjs/storage-s3/testing';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -59,4 +60,17 @@ export function spawnBerth(args: string[], env: NodeJS.ProcessEnv = {}, { built 
       }
     });
   });
+}
+
+/** The environment of a `berth serve` on `bucket` of the test S3 and Postgres `schema` (credentials through the AWS chain). */
+export function s3ServeEnv(env: S3TestEnv, bucket: string, schema: string): NodeJS.ProcessEnv {
+  return {
+    BERTH_DATABASE_SCHEMA: schema,
+    BERTH_S3_BUCKET: bucket,
+    BERTH_S3_ENDPOINT: env.endpoint,
+    BERTH_S3_REGION: env.region,
+    BERTH_S3_FORCE_PATH_STYLE: 'true',
+    AWS_ACCESS_KEY_ID: env.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: env.secretAccessKey,
+  };
 }

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import Koa from 'koa';
-import { createRegistry, type Registry, type RegistryOptions } from '@berthjs/core';
+import { createRegistry, type BerthHandler, type Registry, type RegistryOptions } from '@berthjs/core';
 import { berth as berthExpress } from '@berthjs/express';
 import { berth as berthKoa } from '@berthjs/koa';
 import type { StoreSet } from './stores.js';
@@ -18,9 +18,11 @@ export interface RunningRegistry {
 }
 
 /** Mount Berth in a host app of the given framework, next to a host route of its own. */
-export function hostApp(adapter: AdapterName, registry: Registry) {
+export function hostApp(adapter: AdapterName, registry: BerthHandler, { quiet = false } = {}) {
   if (adapter === 'koa') {
     const app = new Koa();
+    // Koa prints every error it sees (a client that hung up, a download cut by its store) unless told not to.
+    app.silent = quiet;
     app.use(berthKoa(registry));
     app.use(async (ctx) => {
       if (ctx.path === '/health') ctx.body = { ok: true };

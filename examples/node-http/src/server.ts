@@ -44,7 +44,7 @@ export async function createService(dataDir: string, publicUrl: () => string): P
   registry.events.on('manifest.pushed', () => pushes++);
   const handlers: BerthHandler[] = [tokens, registry];
 
-  const server = createServer(async (req, res) => {
+  const server = createServer({ connectionsCheckingInterval: 5_000 }, async (req, res) => {
     try {
       for (const handler of handlers) {
         const response = await handler.handle({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body: req });
@@ -58,8 +58,10 @@ export async function createService(dataDir: string, publicUrl: () => string): P
       else res.destroy();
     }
   });
-  // Long blob uploads must not hit Node's default request timeout.
+  // Long blob uploads must not hit Node's whole-request timeout: Berth ends bodies that stall
+  // (bodyIdleTimeoutMs); headers must arrive within 30 s (checked every 5 s, see createServer).
   server.requestTimeout = 0;
+  server.headersTimeout = 30_000;
   return { server, registry };
 }
 

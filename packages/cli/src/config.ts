@@ -19,6 +19,16 @@ export interface ServeConfig {
   databaseSchema?: string;
   /** How long a request holds an upload session (ms); bounds how long a crashed process blocks it. */
   uploadLeaseMs: number;
+  /** A request body that sends nothing for this long (ms) is ended (0: never). */
+  bodyIdleTimeoutMs: number;
+  /** A client must send its request headers within this long (ms). */
+  headerTimeoutMs: number;
+  /** Upload requests streamed at once; more get 429. */
+  maxConcurrentUploads: number;
+  /** Bytes the read cache may use. */
+  readCacheBytes: number;
+  /** Manifest bytes all requests may hold in memory at once. */
+  manifestMemoryBytes?: number;
   /** Set when `--s3-bucket` is: blobs go to S3 instead of the data dir. */
   s3?: S3Config;
   /** An htpasswd file (bcrypt): its users may do everything; auth is off without it. */
@@ -91,6 +101,36 @@ export const SERVE_OPTIONS = {
     env: 'BERTH_UPLOAD_LEASE_SECONDS',
     default: '60',
     help: 'a crashed request blocks its upload session this long',
+  },
+  'body-idle-timeout': {
+    type: 'string',
+    env: 'BERTH_BODY_IDLE_TIMEOUT_SECONDS',
+    default: '60',
+    help: 'end a request whose body sends no byte for this many seconds (408, lease freed; 0: never)',
+  },
+  'header-timeout': {
+    type: 'string',
+    env: 'BERTH_HEADER_TIMEOUT_SECONDS',
+    default: '30',
+    help: 'close a connection that has not sent its request headers within this many seconds',
+  },
+  'max-concurrent-uploads': {
+    type: 'string',
+    env: 'BERTH_MAX_CONCURRENT_UPLOADS',
+    default: '128',
+    help: 'upload requests streamed at once; more get 429 with Retry-After',
+  },
+  'read-cache-size': {
+    type: 'string',
+    env: 'BERTH_READ_CACHE_SIZE',
+    default: '32MiB',
+    help: 'memory for cached tags, manifests and blob links (bytes or KiB/MiB/GiB; 0: no cache)',
+  },
+  'manifest-memory': {
+    type: 'string',
+    env: 'BERTH_MANIFEST_MEMORY',
+    default: '',
+    help: 'manifest bytes all requests may hold at once; more get 429 (default 16 x --max-manifest-bytes)',
   },
   'database-schema': {
     type: 'string',
@@ -171,6 +211,11 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
     if (!Number.isSafeInteger(value) || value < 0) throw new Error(`--${name} must be a non-negative integer, got ${get(name)}`);
     return value;
   };
+  const positive = (name: keyof typeof SERVE_OPTIONS) => {
+    const value = integer(name);
+    if (value === 0) throw new Error(`--${name} must be at least 1, got 0`);
+    return value;
+  };
   // Boolean flags take no value; their environment variables accept true/false (or 1/0).
   const enabled = (name: keyof typeof SERVE_OPTIONS) => ['true', '1'].includes(get(name).toLowerCase());
   const bucket = get('s3-bucket');
@@ -187,6 +232,11 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
     logLevel: get('log-level'),
     uploadTtlMs: integer('upload-ttl') * 1000,
     uploadLeaseMs: integer('upload-lease') * 1000,
+    bodyIdleTimeoutMs: integer('body-idle-timeout') * 1000,
+    headerTimeoutMs: positive('header-timeout') * 1000,
+    maxConcurrentUploads: positive('max-concurrent-uploads'),
+    readCacheBytes: byteSize('read-cache-size', get('read-cache-size')),
+    manifestMemoryBytes: get('manifest-memory') ? byteSize('manifest-memory', get('manifest-memory')) : undefined,
     databaseSchema: get('database-schema') || undefined,
     s3: bucket
       ? {

@@ -37,6 +37,10 @@ export async function serve(config: ServeConfig): Promise<RunningServer> {
     maxManifestBytes: config.maxManifestBytes,
     uploadTtlMs: config.uploadTtlMs,
     uploadLeaseMs: config.uploadLeaseMs,
+    bodyIdleTimeoutMs: config.bodyIdleTimeoutMs,
+    maxConcurrentUploads: config.maxConcurrentUploads,
+    readCacheMaxBytes: config.readCacheBytes,
+    manifestMemoryBytes: config.manifestMemoryBytes,
     redirectBlobs: config.s3?.redirect,
   });
   registry.events.on('request.failed', ({ error, method, url }) => log.error({ err: error, method, url }, 'request failed'));
@@ -59,9 +63,12 @@ export async function serve(config: ServeConfig): Promise<RunningServer> {
   // Errors from Koa itself (e.g. a client that went away mid-download) are logged, not printed.
   app.on('error', (error) => log.debug({ err: error }, 'koa error'));
 
-  const server = createServer(app.callback());
+  // Node checks its header timeout only every connectionsCheckingInterval (30 s by default).
+  const server = createServer({ connectionsCheckingInterval: Math.min(5000, config.headerTimeoutMs / 2) }, app.callback());
   server.keepAliveTimeout = 65_000;
-  // Long blob uploads must not be cut off by Node's default request timeout.
+  server.headersTimeout = config.headerTimeoutMs;
+  // No bound on a whole request (a 5 GiB upload takes its time); a body that stalls is ended by
+  // the registry's body idle timeout instead, and the headers must arrive within headersTimeout.
   server.requestTimeout = 0;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -1,6 +1,9 @@
 import type { AuthHooks } from './auth.js';
+import { DEFAULT_MANIFEST_LIMITS } from './manifest.js';
 import type { BlobStore } from './ports/blob-store.js';
 import type { MetadataStore } from './ports/metadata-store.js';
+
+const MiB = 1024 * 1024;
 
 export interface RegistryOptions extends AuthHooks {
   /** Where blob bytes live (fs, S3...). */
@@ -53,6 +56,27 @@ export interface RegistryOptions extends AuthHooks {
    * window. Default 1000; 0 disables.
    */
   readCacheTtlMs?: number;
+  /** Memory the read cache may use in all, in bytes; least recently used entries leave first. Default 32 MiB. */
+  readCacheMaxBytes?: number;
+  /** Manifests larger than this (bytes) are never kept in the read cache. Default 256 KiB. */
+  readCacheMaxManifestBytes?: number;
+  /**
+   * Manifest bytes all requests together may hold in memory at once: PUT bodies being read and
+   * checked, and GET responses of manifests over 64 KiB until they are sent. A request that does not fit
+   * gets 429 TOOMANYREQUESTS with Retry-After. Default 16 × `maxManifestBytes` (64 MiB); at least `maxManifestBytes`.
+   */
+  manifestMemoryBytes?: number;
+  /** Deepest nesting of arrays and objects in a pushed manifest; deeper gets 400 MANIFEST_INVALID, checked before parsing. Default 64. */
+  maxManifestDepth?: number;
+  /** Most JSON values (objects, arrays, strings, numbers...) in a pushed manifest; more gets 400 MANIFEST_INVALID. Default 200,000. */
+  maxManifestElements?: number;
+  /**
+   * A request body that sends no byte for this long (ms) is ended: 408, the connection closed, and
+   * an upload session's lease freed (the session stays at its last good offset). Default 60 s; 0 disables.
+   */
+  bodyIdleTimeoutMs?: number;
+  /** Upload requests (PATCH, PUT, monolithic POST) this process streams at once; more get 429 TOOMANYREQUESTS with Retry-After. Default 128. */
+  maxConcurrentUploads?: number;
 }
 
 export type ResolvedOptions = Required<Omit<RegistryOptions, keyof AuthHooks>> & AuthHooks;
@@ -60,8 +84,8 @@ export type ResolvedOptions = Required<Omit<RegistryOptions, keyof AuthHooks>> &
 export function resolveOptions(options: RegistryOptions): ResolvedOptions {
   if (!options.blobs) throw new TypeError('berth: options.blobs (a BlobStore) is required');
   if (!options.metadata) throw new TypeError('berth: options.metadata (a MetadataStore) is required');
-  return {
-    maxManifestBytes: 4 * 1024 * 1024,
+  const resolved = {
+    maxManifestBytes: 4 * MiB,
     push: true,
     delete: true,
     referrers: true,
@@ -75,8 +99,21 @@ export function resolveOptions(options: RegistryOptions): ResolvedOptions {
     redirectBlobs: false,
     maxTagsPerPush: 100,
     readCacheTtlMs: 1000,
+    readCacheMaxBytes: 32 * MiB,
+    readCacheMaxManifestBytes: 256 * 1024,
+    maxManifestDepth: DEFAULT_MANIFEST_LIMITS.maxDepth,
+    maxManifestElements: DEFAULT_MANIFEST_LIMITS.maxElements,
+    bodyIdleTimeoutMs: 60_000,
+    maxConcurrentUploads: 128,
     ...stripUndefined(options),
   } as ResolvedOptions;
+  resolved.manifestMemoryBytes ??= 16 * resolved.maxManifestBytes;
+  if (resolved.manifestMemoryBytes < resolved.maxManifestBytes) {
+    throw new TypeError(
+      'berth: options.manifestMemoryBytes must be at least maxManifestBytes (or no manifest of the largest size could be pushed)',
+    );
+  }
+  return resolved;
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {

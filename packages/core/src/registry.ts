@@ -1,6 +1,7 @@
+import { Readable } from 'node:stream';
 import { AccessControl } from './access.js';
 import type { Action, Scope } from './auth.js';
-import { ERROR_CODES, OciError, OciErrors } from './errors.js';
+import { OciError, OciErrors, type OciErrorCode, type OciErrorOptions } from './errors.js';
 import { RegistryEventEmitter } from './events.js';
 import type { Context, Handler } from './handlers/context.js';
 import { json } from './handlers/context.js';
@@ -10,10 +11,12 @@ import { deleteManifest, getManifest, putManifest } from './handlers/manifests.j
 import { listReferrers } from './handlers/referrers.js';
 import { listTags } from './handlers/tags.js';
 import { cancelUpload, getUploadStatus, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
-import type { BerthHandler, BerthRequest, BerthResponse } from './http.js';
+import { header, type BerthHandler, type BerthRequest, type BerthResponse } from './http.js';
+import { Budget, RETRY_AFTER_SECONDS } from './limits.js';
 import { ReadCache } from './read-cache.js';
 import { resolveOptions, type RegistryOptions } from './options.js';
-import { UnavailableError } from './ports/errors.js';
+import { ConflictError, NotFoundError, StorageFullError, TooLargeError, UnavailableError, UnsupportedError } from './ports/errors.js';
+import { BodyError, settleBody } from './request-body.js';
 import { parseRoute, splitUrl, type RouteName } from './routes.js';
 import { UploadSessions } from './uploads.js';
 import { GarbageCollector, type CollectOptions, type CollectReport } from './gc.js';
@@ -60,16 +63,26 @@ export interface Registry extends BerthHandler {
 export function createRegistry(input: RegistryOptions): Registry {
   const options = resolveOptions(input);
   const events = new RegistryEventEmitter();
-  const uploads = new UploadSessions(options.blobs, options.metadata, events, options.uploadLeaseMs, options.quotaOf);
+  const uploads = new UploadSessions(options.blobs, options.metadata, events, options.uploadLeaseMs, options.quotaOf, {
+    bodyIdleTimeoutMs: options.bodyIdleTimeoutMs,
+    maxConcurrent: options.maxConcurrentUploads,
+  });
   const sweepUploads = () => uploads.sweep(options.uploadTtlMs);
-  const cache = new ReadCache(options.metadata, options.readCacheTtlMs);
+  const cache = new ReadCache(options.metadata, {
+    ttlMs: options.readCacheTtlMs,
+    maxBytes: options.readCacheMaxBytes,
+    maxManifestBytes: options.readCacheMaxManifestBytes,
+  });
   const collector = new GarbageCollector(options.blobs, options.metadata, sweepUploads, cache, events, options.gcLeaseMs);
+  const manifestMemory = new Budget(options.manifestMemoryBytes, 'manifest bytes in memory');
   const access = new AccessControl(options);
+  const drain = { bytes: Math.max(16 * 1024 * 1024, 2 * options.maxManifestBytes), ms: 10_000 };
 
-  async function dispatch(request: BerthRequest): Promise<BerthResponse | undefined> {
+  async function dispatch(request: BerthRequest, seen: { route?: RouteName }): Promise<BerthResponse | undefined> {
     const { path, query } = splitUrl(request.url);
     const route = parseRoute(path);
     if (!route) return undefined;
+    seen.route = route.name;
     const method = request.method === 'HEAD' ? 'GET' : request.method;
     const entry = DISPATCH[route.name][method];
     if (!entry) {
@@ -91,6 +104,7 @@ export function createRegistry(input: RegistryOptions): Registry {
       options,
       uploads,
       cache,
+      manifestMemory,
       events,
       can: (act, repository) => access.can(principal, act, repository),
       pullableRepositories: () => access.pullableRepositories(principal),
@@ -103,13 +117,27 @@ export function createRegistry(input: RegistryOptions): Registry {
   return {
     events,
     async handle(request) {
+      // Before any await: an 'error' nobody hears (a body stream that fails while auth runs)
+      // would take the host's whole process down. Readers add their own listeners later.
+      request.body.on('error', ignore);
+      const seen: { route?: RouteName } = {};
       let response: BerthResponse | undefined;
       try {
-        response = await dispatch(request);
+        response = await dispatch(request, seen);
       } catch (error) {
-        response = renderError(error, request, events);
+        response = renderError(error, request, events, seen.route);
+        // An early answer reaches a client still sending its body only once the body is read.
+        if (
+          response.headers.Connection !== 'close' &&
+          hasBody(request) &&
+          !(await settleBody(request.body, drain, header(request, 'content-length')))
+        ) {
+          response.headers.Connection = 'close';
+        }
       }
-      if (response) response.headers['Docker-Distribution-API-Version'] = 'registry/2.0';
+      if (!response) return undefined;
+      response.headers['Docker-Distribution-API-Version'] = 'registry/2.0';
+      if (response.body instanceof Readable) response.body.on('error', ignore);
       return response;
     },
     sweepUploads,
@@ -126,6 +154,14 @@ export function createRegistry(input: RegistryOptions): Registry {
   };
 }
 
+function ignore(): void {}
+
+/** Whether the request announces a body (Node's parser has none to read otherwise). */
+function hasBody(request: BerthRequest): boolean {
+  const length = header(request, 'content-length');
+  return (length !== undefined && length !== '0') || header(request, 'transfer-encoding') !== undefined;
+}
+
 /** A pull needs pull; a push implies pull in Docker scopes (clients ask for `pull,push`). */
 function scopeActions(action: Action): Action[] {
   return action === 'push' ? ['pull', 'push'] : [action];
@@ -137,18 +173,70 @@ function allowed(route: RouteName): string {
   return methods.join(', ');
 }
 
-/** The one place errors become responses: `{"errors":[...]}`; internals never leak. */
-export function renderError(error: unknown, request: BerthRequest, events: RegistryEventEmitter): BerthResponse {
-  let errors: OciError[];
-  if (error instanceof OciErrors) errors = error.errors;
-  else if (error instanceof OciError) errors = [error];
-  else if (error instanceof UnavailableError) {
-    events.emit('request.failed', { error, method: request.method, url: request.url });
-    errors = [new OciError('UNAVAILABLE', { headers: { 'Retry-After': '5' } })];
-  } else {
-    events.emit('request.failed', { error, method: request.method, url: request.url });
-    errors = [new OciError('UNKNOWN', { message: ERROR_CODES.UNKNOWN.message })];
+/** The OCI error code for a request's body or content on each route. */
+function contentCode(route: RouteName | undefined): OciErrorCode {
+  return route === 'manifest' ? 'MANIFEST_INVALID' : 'BLOB_UPLOAD_INVALID';
+}
+
+const UNKNOWN_BY_ROUTE: Partial<Record<RouteName, OciErrorCode>> = {
+  upload: 'BLOB_UPLOAD_UNKNOWN',
+  blob: 'BLOB_UNKNOWN',
+  manifest: 'MANIFEST_UNKNOWN',
+};
+
+/**
+ * The one table from everything a request can fail with to the client's answer. Protocol errors
+ * pass as they are; a body the client broke off, store errors and backend failures get the
+ * status the spec gives them on that route. Only server-side failures (5xx) are reported on
+ * `request.failed`; a client that hung up (499) is not a failure.
+ */
+function toOciErrors(error: unknown, route: RouteName | undefined): { errors: OciError[]; failed: boolean } {
+  if (error instanceof OciErrors) return { errors: error.errors, failed: false };
+  if (error instanceof OciError) return { errors: [error], failed: false };
+  const one = (code: OciErrorCode, init: OciErrorOptions = {}, failed = false) => ({ errors: [new OciError(code, init)], failed });
+  const body = causeOf(error, BodyError);
+  if (body?.reason === 'aborted') return one(contentCode(route), { status: 499, message: body.message });
+  if (body?.reason === 'idle') return one(contentCode(route), { status: 408, message: body.message, headers: { Connection: 'close' } });
+  if (body) return one(contentCode(route), { message: body.message });
+  const retry = { 'Retry-After': String(RETRY_AFTER_SECONDS) };
+  if (causeOf(error, StorageFullError) || isDiskFull(error)) {
+    return one('UNAVAILABLE', { message: 'storage is full: the registry cannot store more data now', headers: retry }, true);
   }
+  if (error instanceof UnavailableError) return one('UNAVAILABLE', { headers: retry }, true);
+  if (error instanceof NotFoundError) return one(UNKNOWN_BY_ROUTE[route ?? 'base'] ?? 'NAME_UNKNOWN');
+  if (error instanceof ConflictError) {
+    // A concurrent request won: a chunk's session moved on (416), the manifest or blob it touched
+    // was deleted meanwhile (404 for that route), anything else is a 409 to retry.
+    if (route === 'upload')
+      return one('BLOB_UPLOAD_INVALID', { status: 416, message: 'the upload session was changed by another request' });
+    const gone = UNKNOWN_BY_ROUTE[route ?? 'base'];
+    if (gone) return one(gone, { message: 'it was changed or deleted by a concurrent request' });
+    return one('UNKNOWN', { status: 409, message: 'a concurrent request changed the same data; retry' });
+  }
+  if (error instanceof TooLargeError) return one('SIZE_INVALID', { status: 413, message: 'larger than the storage backend can hold' });
+  if (error instanceof UnsupportedError) return one('UNSUPPORTED', { message: 'the storage backend does not support this operation' });
+  return one('UNKNOWN', {}, true);
+}
+
+/** The error or one of its causes, if it is a `type`. */
+function causeOf<T>(error: unknown, type: abstract new (...args: never[]) => T): T | undefined {
+  for (let e = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) if (e instanceof type) return e;
+  return undefined;
+}
+
+/** ENOSPC or EDQUOT anywhere in the chain (a store that did not translate it). */
+function isDiskFull(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') return true;
+  }
+  return false;
+}
+
+/** The one place errors become responses: `{"errors":[...]}`; internals never leak. */
+export function renderError(error: unknown, request: BerthRequest, events: RegistryEventEmitter, route?: RouteName): BerthResponse {
+  const { errors, failed } = toOciErrors(error, route);
+  if (failed) events.emit('request.failed', { error, method: request.method, url: request.url });
   const first = errors[0];
   const response = json(first.status, { errors: errors.map((e) => e.toJSON()) }, { ...first.headers });
   if (request.method === 'HEAD') response.body = undefined;

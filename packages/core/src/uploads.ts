@@ -1,12 +1,15 @@
 import { randomUUID, type Hash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
 import { HashingStream, newHash, type DigestAlgorithm, type ParsedDigest } from './digest.js';
 import { OciError } from './errors.js';
 import type { RegistryEventEmitter } from './events.js';
+import { Budget } from './limits.js';
 import type { BlobStore, UploadState, VerifyContent } from './ports/blob-store.js';
 import { ConflictError, IntegrityError, NotFoundError, UnavailableError } from './ports/errors.js';
 import type { CommitStart, MetadataStore, TenantUsage, UploadRecord } from './ports/metadata-store.js';
+import { BodyError, bodyError, isDead, pipeBody } from './request-body.js';
 
 /** Where a chunk claims to start and how long it is (from Content-Range / Content-Length). */
 export interface ChunkInfo {
@@ -29,6 +32,13 @@ const PIN_WAIT_MS = 30_000;
 /** Hashes kept at most this many; older sessions fall back to re-reading (correct, just slower). */
 const MAX_LIVE_HASHES = 10_000;
 
+export interface UploadLimits {
+  /** End a body that sends no byte for this long (ms); 0: never. Default 60 s. */
+  bodyIdleTimeoutMs?: number;
+  /** Upload requests streaming at once in this process; more get 429. Default 128. */
+  maxConcurrent?: number;
+}
+
 /**
  * Upload sessions that survive restarts and replicas.
  *
@@ -43,7 +53,9 @@ const MAX_LIVE_HASHES = 10_000;
  * that would tax every push (hash-wasm ~355 MB/s here) to speed up the rare moved session.
  */
 export class UploadSessions {
-  private readonly live = new Map<string, LiveHash>();
+  private readonly live = new LRUCache<string, LiveHash>({ max: MAX_LIVE_HASHES });
+  private readonly streams: Budget;
+  private readonly idleMs: number;
 
   constructor(
     private readonly blobs: BlobStore,
@@ -52,7 +64,11 @@ export class UploadSessions {
     private readonly leaseMs: number,
     /** The tenant's quota in bytes, undefined for none (`quotaOf`). */
     private readonly quotaOf: (tenant: string) => number | undefined | Promise<number | undefined> = () => undefined,
-  ) {}
+    limits: UploadLimits = {},
+  ) {
+    this.idleMs = limits.bodyIdleTimeoutMs ?? 60_000;
+    this.streams = new Budget(limits.maxConcurrent ?? 128, 'uploads streaming');
+  }
 
   /** Open a session; its bytes count against `tenant`'s usage and quota once committed. */
   async start(repository: string, algorithm?: DigestAlgorithm, tenant = ''): Promise<UploadRecord> {
@@ -67,7 +83,7 @@ export class UploadSessions {
       await this.discard({ id, state });
       throw error;
     }
-    this.remember(id, { hash: newHash(algorithm ?? 'sha256'), algorithm: algorithm ?? 'sha256', offset: 0 });
+    this.live.set(id, { hash: newHash(algorithm ?? 'sha256'), algorithm: algorithm ?? 'sha256', offset: 0 });
     const now = Date.now();
     return { id, repository, tenant, state, algorithm, offset: 0, reserved: 0, createdAt: now, updatedAt: now, leaseUntil: 0 };
   }
@@ -118,8 +134,9 @@ export class UploadSessions {
   async cancel(upload: UploadRecord, reason: 'cancelled' | 'expired' | 'quota'): Promise<void> {
     this.live.delete(upload.id);
     await this.blobs.abortUpload(upload.id, upload.state);
-    await this.metadata.deleteUpload(upload.id);
-    this.events.emit('upload.aborted', { repository: upload.repository, id: upload.id, reason });
+    // Announced once: a session another request ended already (e.g. a digest mismatch) is not announced again.
+    if (await this.metadata.deleteUpload(upload.id))
+      this.events.emit('upload.aborted', { repository: upload.repository, id: upload.id, reason });
   }
 
   /**
@@ -159,11 +176,20 @@ export class UploadSessions {
 
   // --- internals ---
 
-  /** Hold the session's lease (renewed while the body streams) around `work`. */
+  /** Hold the session's lease (renewed while the body streams) and a stream slot around `work`. */
   private async withLease<T>(upload: UploadRecord, chunk: ChunkInfo, work: (token: string) => Promise<T>): Promise<T> {
     if (chunk.start !== undefined && chunk.start !== upload.offset) {
       throw outOfOrder(upload, `chunk starts at ${chunk.start}, expected ${upload.offset}`);
     }
+    const slot = this.streams.take(1);
+    try {
+      return await this.leased(upload, work);
+    } finally {
+      slot();
+    }
+  }
+
+  private async leased<T>(upload: UploadRecord, work: (token: string) => Promise<T>): Promise<T> {
     const token = randomUUID();
     const claimed = await this.metadata.claimUpload(upload.id, upload.offset, token, Date.now() + this.leaseMs).catch(async (error) => {
       // The claim may have landed before the store failed: free it, or it blocks the session for a lease.
@@ -200,12 +226,14 @@ export class UploadSessions {
     chunk: ChunkInfo,
     digest: string | undefined,
   ): Promise<{ offset: number; state: UploadState }> {
+    // A client that left while the request waited for auth or the lease: nothing to stream.
+    if (isDead(body)) throw bodyError(body);
     if (chunk.length !== undefined) {
       const limit = await this.quotaOf(upload.tenant);
       const reservation =
         limit === undefined ? undefined : await this.metadata.reserveUpload(upload.id, upload.offset + chunk.length, limit, digest);
+      // (The refused body is drained before the answer goes out, see settleBody.)
       if (reservation && !reservation.granted) {
-        body.resume(); // discard the body, so the refusal reaches the client
         await this.refuse(upload, limit as number, reservation.usage, reservation.needed);
       }
     }
@@ -217,15 +245,17 @@ export class UploadSessions {
     // its error, and an 'error' nobody hears would take the whole process down.
     counter.on('error', () => undefined);
     const appended = this.blobs.appendUpload(upload.id, upload.state, upload.offset, counter, chunk.length);
-    feed(body, counter);
+    pipeBody(body, counter, this.idleMs);
     try {
       await appended;
     } catch (error) {
-      // Stop feeding the store but keep reading (and discarding) the body, so the error response
-      // still reaches the client instead of a reset connection.
+      // Stop feeding the store; the rest of the body is drained (or the connection closed) before
+      // the error response goes out.
       body.unpipe(counter);
-      body.resume();
       counter.destroy();
+      // The body's own failure (the client left or went quiet) explains whatever the store made of it.
+      if (counter.errored instanceof BodyError) throw counter.errored;
+      if (error instanceof ConflictError) throw outOfOrder(upload, 'the upload session was changed by another request');
       if (error instanceof NotFoundError) throw new OciError('BLOB_UPLOAD_UNKNOWN', { detail: { id: upload.id } });
       // The store lost bytes it had acknowledged (e.g. a crash before they reached the disk):
       // the session cannot be completed correctly, so end it and make the client start over.
@@ -243,7 +273,7 @@ export class UploadSessions {
       throw new OciError('SIZE_INVALID', { detail: { expected: chunk.length, received: counter.bytes } });
     }
     const offset = upload.offset + written;
-    if (hash && live) this.remember(upload.id, { hash, algorithm: live.algorithm, offset });
+    if (hash && live) this.live.set(upload.id, { hash, algorithm: live.algorithm, offset });
     else this.live.delete(upload.id);
     return { offset, state };
   }
@@ -332,30 +362,6 @@ export class UploadSessions {
     const algorithm = upload.algorithm === 'sha512' ? 'sha512' : 'sha256';
     return { hash: newHash(algorithm), algorithm, offset: 0 };
   }
-
-  private remember(id: string, hash: LiveHash): void {
-    this.live.delete(id); // re-insert: Map order doubles as least-recently-used order
-    this.live.set(id, hash);
-    if (this.live.size > MAX_LIVE_HASHES) this.live.delete(this.live.keys().next().value as string);
-  }
-}
-
-/**
- * Pipe the request body into the hashing stream. A body that fails or closes before its end
- * (the client went away) fails the stream, so the store's append rejects instead of waiting.
- */
-function feed(body: Readable, into: HashingStream): void {
-  // A client that left while the request waited (on a store, for the lease) has closed the body
-  // already: it will never emit again, and waiting for it would hold the lease forever.
-  if (body.destroyed && !body.readableEnded) {
-    into.destroy(new Error('request body closed before it ended'));
-    return;
-  }
-  body.once('error', (error) => into.destroy(error));
-  body.once('close', () => {
-    if (!body.readableEnded) into.destroy(new Error('request body closed before it ended'));
-  });
-  body.pipe(into);
 }
 
 /** 416 for a chunk that does not continue the session; Range and Location let the client resume. */

@@ -54,7 +54,7 @@ describe('backend errors', () => {
         blobs: [],
         children: [],
       };
-      await assert.rejects(store.putManifest(manifest, ['v1']), StorageFullError);
+      await assert.rejects(store.putManifest(manifest, ['v1'], ''), StorageFullError);
     } finally {
       await store.close();
       await rm(dir, { recursive: true, force: true });

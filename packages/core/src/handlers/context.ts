@@ -7,6 +7,7 @@ import type { ResolvedOptions } from '../options.js';
 import type { Route } from '../routes.js';
 import type { UploadSessions } from '../uploads.js';
 import type { ReadCache } from '../read-cache.js';
+import type { Budget } from '../limits.js';
 
 /** Everything a handler needs for one request. */
 export interface Context {
@@ -17,6 +18,8 @@ export interface Context {
   options: ResolvedOptions;
   uploads: UploadSessions;
   cache: ReadCache;
+  /** Manifest bytes held in memory by all requests (see `manifestMemoryBytes`). */
+  manifestMemory: Budget;
   events: RegistryEventEmitter;
   /** Whether the caller may perform `action` on another repository (mount source, catalog). */
   can(action: Action, repository: string): Promise<boolean>;

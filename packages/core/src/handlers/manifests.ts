@@ -1,10 +1,14 @@
+import { Readable } from 'node:stream';
 import { digestOf, isDigest, parseDigest, type DigestAlgorithm } from '../digest.js';
 import { OciError, OciErrors } from '../errors.js';
 import { parseManifest } from '../manifest.js';
 import { isTag } from '../names.js';
 import type { ManifestRecord } from '../ports/metadata-store.js';
-import { readLimited } from '../read-body.js';
+import { readBody } from '../request-body.js';
 import { assertEnabled, requestHeader, respond, type Context } from './context.js';
+
+/** Manifests up to this size are answered from a Buffer; larger ones hold manifest memory until sent. */
+const SMALL_MANIFEST = 64 * 1024;
 
 /** GET and HEAD `/v2/<name>/manifests/<tag-or-digest>`. */
 export async function getManifest(ctx: Context) {
@@ -15,7 +19,24 @@ export async function getManifest(ctx: Context) {
     'Docker-Content-Digest': manifest.digest,
     ETag: `"${manifest.digest}"`,
   };
-  return respond(200, headers, ctx.request.method === 'HEAD' ? undefined : manifest.content);
+  const { content } = manifest;
+  if (ctx.request.method === 'HEAD') return respond(200, headers);
+  if (content.length <= SMALL_MANIFEST) return respond(200, headers, content);
+  // A slow reader of large manifests must not pin unbounded memory: each one counts against the
+  // manifest memory budget until its response is sent (or the client goes away).
+  const release = ctx.manifestMemory.take(content.length);
+  // Handed out in slices as the socket drains, so the bytes stay here (and counted) until sent.
+  let sent = 0;
+  const body = new Readable({
+    read() {
+      const end = Math.min(sent + SMALL_MANIFEST, content.length);
+      this.push(content.subarray(sent, end));
+      sent = end;
+      if (sent === content.length) this.push(null);
+    },
+  });
+  body.once('close', release);
+  return respond(200, headers, body);
 }
 
 /**
@@ -24,13 +45,30 @@ export async function getManifest(ctx: Context) {
  */
 export async function putManifest(ctx: Context) {
   assertEnabled(ctx.options.push, 'pushing');
-  const { repository, reference } = ctx.route;
+  const { reference } = ctx.route;
   const byDigest = reference.includes(':');
   if (!byDigest && !isTag(reference)) throw new OciError('MANIFEST_INVALID', { message: 'invalid tag', detail: { tag: reference } });
   const algorithm: DigestAlgorithm = byDigest ? parseDigest(reference).algorithm : 'sha256';
   const tags = requestedTags(ctx, byDigest ? [] : [reference]);
 
-  const content = await readLimited(ctx.request.body, ctx.options.maxManifestBytes, requestHeader(ctx, 'content-length'));
+  const { maxManifestBytes, bodyIdleTimeoutMs } = ctx.options;
+  const contentLength = requestHeader(ctx, 'content-length');
+  // Hold the body's bytes in the budget (the whole limit while its length is unknown) until the
+  // manifest is stored; a flood of concurrent manifest PUTs gets 429 instead of the heap.
+  // (A length over the limit takes nothing: readBody answers 413 before reading.)
+  const announced = contentLength === undefined ? maxManifestBytes : Number(contentLength);
+  const release =
+    announced > maxManifestBytes ? () => {} : ctx.manifestMemory.take(Number.isSafeInteger(announced) ? announced : maxManifestBytes);
+  try {
+    return await storeManifest(ctx, await readBody(ctx.request.body, maxManifestBytes, bodyIdleTimeoutMs, contentLength), algorithm, tags);
+  } finally {
+    release();
+  }
+}
+
+async function storeManifest(ctx: Context, content: Buffer, algorithm: DigestAlgorithm, tags: string[]) {
+  const { repository, reference } = ctx.route;
+  const byDigest = reference.includes(':');
   const digest = digestOf(algorithm, content);
   if (byDigest && digest !== reference) {
     throw new OciError('DIGEST_INVALID', {
@@ -38,7 +76,10 @@ export async function putManifest(ctx: Context) {
       detail: { expected: reference, computed: digest },
     });
   }
-  const parsed = parseManifest(content, requestHeader(ctx, 'content-type'));
+  const parsed = parseManifest(content, requestHeader(ctx, 'content-type'), {
+    maxDepth: ctx.options.maxManifestDepth,
+    maxElements: ctx.options.maxManifestElements,
+  });
   const record: ManifestRecord = {
     repository,
     digest,
