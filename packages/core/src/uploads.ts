@@ -244,7 +244,9 @@ export class UploadSessions {
     // Listen before the store's first await: a body that fails meanwhile destroys `counter` with
     // its error, and an 'error' nobody hears would take the whole process down.
     counter.on('error', () => undefined);
-    const appended = this.blobs.appendUpload(upload.id, upload.state, upload.offset, counter, chunk.length);
+    // Only the closing PUT knows the digest, and nothing follows its append but the commit.
+    const last = digest !== undefined;
+    const appended = this.blobs.appendUpload(upload.id, upload.state, upload.offset, counter, chunk.length, last);
     pipeBody(body, counter, this.idleMs);
     try {
       await appended;

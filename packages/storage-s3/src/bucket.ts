@@ -93,6 +93,38 @@ export class Bucket {
     await this.send('PutObject', () => this.client.send(this.unsigned(command)));
   }
 
+  /**
+   * Store `size` bytes streamed from `body` (no SDK retries: a stream is read once). A body that
+   * fails or closes early stops the request, and its own error is the one thrown.
+   */
+  async putStream(key: string, body: Readable, size: number): Promise<void> {
+    const command = this.unsigned(
+      new PutObjectCommand({ Bucket: this.name, Key: key, Body: body, ContentLength: size, ContentType: OCTETS }),
+    );
+    await this.sendStream('PutObject', body, (abortSignal) => this.client.send(command, { abortSignal }));
+  }
+
+  /** Run a call whose request body streams from `body`: a body that fails or closes early stops it. */
+  private async sendStream<T>(operation: string, body: Readable, call: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    let failure: unknown;
+    const stop = (error?: unknown) => {
+      failure ??= error ?? new Error('the body closed before its end');
+      controller.abort();
+    };
+    const closed = () => body.readableEnded || stop();
+    body.once('error', stop);
+    body.once('close', closed);
+    try {
+      return await this.send(operation, () => call(controller.signal));
+    } catch (error) {
+      throw failure ?? error;
+    } finally {
+      body.off('error', stop);
+      body.off('close', closed);
+    }
+  }
+
   /** Server-side copy of a whole object (its metadata replaced by none). */
   async copy(key: string, sourceKey: string): Promise<void> {
     await this.send('CopyObject', () =>
@@ -209,14 +241,16 @@ export class Bucket {
     );
   }
 
-  /** Abort a multipart upload; one already gone (aborted or completed) is fine. */
-  async abortMultipart(key: string, uploadId: string): Promise<void> {
+  /** Abort a multipart upload: true if it was open, false if already gone (aborted or completed). */
+  async abortMultipart(key: string, uploadId: string): Promise<boolean> {
     try {
       await this.send('AbortMultipartUpload', () =>
         this.client.send(new AbortMultipartUploadCommand({ Bucket: this.name, Key: key, UploadId: uploadId })),
       );
+      return true;
     } catch (error) {
       if (!(error instanceof NotFoundError)) throw error;
+      return false;
     }
   }
 

@@ -27,8 +27,16 @@ export interface S3BlobStoreOptions {
    * part size is raised once, up front, to fit.
    */
   equalPartSizes?: boolean;
-  /** Part uploads in flight while the next part fills. Default 1 (two parts in memory). */
+  /** Part uploads in flight while the next part fills. Default 2 (three parts in memory). */
   partConcurrency?: number;
+  /**
+   * Largest blob sent to S3 in one streamed PutObject instead of parts, when one request carries
+   * it whole with a Content-Length (a monolithic PUT, the session's only append) and it is larger
+   * than one part: the gateway receives it as a plain upload, with no part buffers in memory. Such a
+   * request is not retried against S3 (a stream is read once); the client retries it. 0 turns
+   * this off. Default 512 MiB; at most 5 GiB (S3's PutObject limit).
+   */
+  singlePutMax?: number;
   /** Offer presigned GET URLs (`redirectUrl`, `capabilities.redirect`) so clients download directly. Default false. */
   redirect?: boolean;
   /** Milliseconds to establish a connection. Default 5,000. */
@@ -79,6 +87,8 @@ export function clientConfig(options: S3BlobStoreOptions): S3ClientConfig {
     // No `Expect: 100-continue` on bodies over 2 MiB: with it the SDK sends each part on a new
     // connection of its own, after a round trip for the 100.
     expectContinueHeader: false,
+    // The SDK warns on the console when a streamed request fails; the error reaches the caller.
+    logger: { debug() {}, info() {}, warn() {}, error() {} },
     requestHandler: {
       connectionTimeout: options.connectionTimeoutMs ?? 5_000,
       requestTimeout: options.requestTimeoutMs ?? 120_000,

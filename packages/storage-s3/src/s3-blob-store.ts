@@ -58,6 +58,9 @@ export class S3BlobStore implements BlobStore {
     this.layout = new KeyLayout(options.prefix, this.name);
     this.prefix = this.layout.prefix;
     const signPayload = options.signPayload ?? false;
+    const singlePutMax = options.singlePutMax ?? 512 * MiB;
+    if (!Number.isSafeInteger(singlePutMax) || singlePutMax < 0 || singlePutMax > MAX_PART_SIZE)
+      throw new RangeError(`S3BlobStore: singlePutMax must be an integer between 0 and 5 GiB, got ${singlePutMax}`);
     this.s3 = new Bucket(this.client, this.bucket, this.name, signPayload);
     this.reader = new BlobReader(this.s3, this.layout, this.name);
     this.sessions = new MultipartSessions(this.s3, this.layout, this.reader, this.name, {
@@ -65,6 +68,7 @@ export class S3BlobStore implements BlobStore {
       grow: !options.equalPartSizes,
       partConcurrency: Math.max(1, Math.floor(options.partConcurrency ?? 2)),
       conditionalWrites: options.conditionalWrites ?? true,
+      singlePutMax,
     });
   }
 
@@ -92,8 +96,8 @@ export class S3BlobStore implements BlobStore {
     return this.sessions.create(id);
   }
 
-  appendUpload(id: string, state: UploadState, offset: number, body: Readable, length?: number): Promise<AppendResult> {
-    return this.sessions.append(id, state, offset, body, length);
+  appendUpload(id: string, state: UploadState, offset: number, body: Readable, length?: number, last?: boolean): Promise<AppendResult> {
+    return this.sessions.append(id, state, offset, body, length, last);
   }
 
   commitUpload(id: string, state: UploadState, size: number, digest: string, verify?: VerifyContent): Promise<void> {

@@ -37,7 +37,8 @@ export async function sweepUploads(bucket: Bucket, layout: KeyLayout, { before, 
       active.add(upload.id);
       continue;
     }
-    await bucket.abortMultipart(upload.key, upload.uploadId);
+    // An open upload was never committed: a single-PUT object at its key is no blob.
+    if (await bucket.abortMultipart(upload.key, upload.uploadId)) await bucket.deleteQuietly(upload.key);
     removed++;
   }
   for (const [id, entry] of staging) {

@@ -2,8 +2,15 @@
  * Upload sessions on S3 multipart uploads: create, append, commit and abort (see the README,
  * "Uploads"). All session state travels in `S3UploadState`, so any replica can take the next call.
  *
- * Commit order keeps readers safe: data first (Complete), then verification, then the pointer (a
- * conditional create, so concurrent commits of one digest keep exactly one data object).
+ * A session's only append (a monolithic PUT: `last`, with a length over one part) goes up as one
+ * streamed PutObject at the multipart key instead (`object` in the state): the gateway then sees
+ * what a plain upload looks like, and no part buffers are needed.
+ *
+ * Commit order keeps readers safe: data first (Complete, or the object already there; the
+ * multipart upload of a single-PUT session is aborted before its pointer exists), then
+ * verification, then the pointer (a conditional create, so concurrent commits of one digest keep
+ * exactly one data object). Hence an open multipart upload means its key holds no blob, and
+ * aborting one may delete the object at its key.
  */
 import { Readable } from 'node:stream';
 import {
@@ -18,7 +25,7 @@ import {
 } from '@berthjs/core';
 import type { Bucket } from './bucket.js';
 import { lostConditionalWrite } from './errors.js';
-import type { KeyLayout } from './keys.js';
+import type { KeyLayout, Location } from './keys.js';
 import { MAX_PARTS, choosePartSize, partSizeFor } from './multipart.js';
 import { PartBuffers, splitIntoParts } from './splitter.js';
 import type { BlobReader } from './reads.js';
@@ -37,6 +44,8 @@ export interface SessionSettings {
   partConcurrency: number;
   /** Create pointers with `If-None-Match: *`. */
   conditionalWrites: boolean;
+  /** Largest only append (`last`, with a known length, over one part) sent as one streamed PutObject; 0: never. */
+  singlePutMax: number;
 }
 
 export class MultipartSessions {
@@ -61,12 +70,18 @@ export class MultipartSessions {
     return state;
   }
 
-  async append(id: string, state: UploadState, offset: number, body: Readable, length?: number): Promise<AppendResult> {
+  async append(id: string, state: UploadState, offset: number, body: Readable, length?: number, last?: boolean): Promise<AppendResult> {
     const input = this.parse(id, state);
     const held = heldBytes(input);
     if (offset !== held) throw new ConflictError(`upload ${id} holds ${held} bytes, not ${offset}`, this.store);
+    if (input.object) throw new UnsupportedError(`upload ${id} was closed by its last append`, this.store);
+    const fresh = input.parts.length === 0 && !input.tail;
+    if (fresh && last && length !== undefined && length > input.partSize && length <= this.settings.singlePutMax) {
+      await this.bucket.putStream(input.key, body, length);
+      return { state: { ...input, object: { size: length } }, written: length };
+    }
     // The first bytes of a session with a known length may pick a bigger part size to fit 10,000 parts.
-    const partSize = input.parts.length === 0 && !input.tail ? choosePartSize(input.partSize, length) : input.partSize;
+    const partSize = fresh ? choosePartSize(input.partSize, length) : input.partSize;
 
     let written = 0;
     const { bucket, store } = this;
@@ -121,7 +136,8 @@ export class MultipartSessions {
     const blobKey = this.layout.blob(digest);
     const held = heldBytes(st);
     if (held !== size) throw new IntegrityError(`upload ${id} holds ${held} bytes, not ${size}`, this.store);
-    if (st.parts.length === 0) await this.commitInline(id, st, size, digest, blobKey, verify);
+    if (st.object) await this.commitObject(id, st, size, digest, blobKey, verify);
+    else if (st.parts.length === 0) await this.commitInline(id, st, size, digest, blobKey, verify);
     else if (!verify && !this.settings.conditionalWrites && (await this.reader.resolve(digest))) {
       // Dedup without a conditional pointer write: an existing blob makes this session redundant.
       await this.abort(id, st);
@@ -141,7 +157,9 @@ export class MultipartSessions {
     } catch {
       // Unusable state: still free whatever staging the id has.
     }
-    if (st) await this.bucket.abortMultipart(st.key, st.uploadId);
+    // Still open, so never committed: whatever single-PUT object its key holds (even one whose
+    // state was never persisted) is no blob.
+    if (st && (await this.bucket.abortMultipart(st.key, st.uploadId))) await this.bucket.deleteQuietly(st.key);
     await this.deleteStaging(id);
   }
 
@@ -177,9 +195,25 @@ export class MultipartSessions {
         },
       );
     }
-    const location = { key: st.key, size };
+    await this.point(blobKey, digest, { key: st.key, size });
+  }
+
+  /** A single-PUT session: its object is the data; the multipart upload goes before the pointer. */
+  private async commitObject(id: string, st: S3UploadState, size: number, digest: string, blobKey: string, verify?: VerifyContent) {
+    if (verify)
+      await this.runVerify(
+        verify,
+        () => this.bucket.get(st.key),
+        () => this.abort(id, st),
+      );
+    await this.bucket.abortMultipart(st.key, st.uploadId);
+    await this.point(blobKey, digest, { key: st.key, size });
+  }
+
+  /** Make the data object readable under the digest, or drop it when the blob exists already. */
+  private async point(blobKey: string, digest: string, location: Location): Promise<void> {
     if (await this.createPointer(blobKey, location)) this.reader.remember(digest, location);
-    else await this.bucket.deleteQuietly(st.key);
+    else await this.bucket.deleteQuietly(location.key);
   }
 
   /** Send the tail as the last part and complete; tolerate a previous attempt that completed already. */
@@ -202,7 +236,7 @@ export class MultipartSessions {
   }
 
   /** Create the digest's pointer; false when the blob exists already (dedup: another commit made it). */
-  private async createPointer(blobKey: string, location: { key: string; size: number }): Promise<boolean> {
+  private async createPointer(blobKey: string, location: Location): Promise<boolean> {
     const { conditionalWrites } = this.settings;
     try {
       await this.bucket.put(blobKey, Buffer.alloc(0), { metadata: this.layout.pointerMetadata(location), ifNoneMatch: conditionalWrites });

@@ -19,6 +19,8 @@ export type S3UploadState = {
   grow: boolean;
   /** Full parts uploaded, in order, numbered from 1. */
   parts: PartRecord[];
+  /** The first `size` bytes, when they went up as one PutObject at `key` (then no parts, no tail). */
+  object?: { size: number };
   /** Staged bytes after the last part, if any. */
   tail?: { key: string; size: number };
   /** A tail superseded by this state; deleted by the next successful append. */
@@ -27,7 +29,7 @@ export type S3UploadState = {
 
 /** Bytes the session holds: its parts and its staged tail. */
 export function heldBytes(st: S3UploadState): number {
-  return st.parts.reduce((sum, p) => sum + p.size, 0) + (st.tail?.size ?? 0);
+  return (st.object?.size ?? 0) + st.parts.reduce((sum, p) => sum + p.size, 0) + (st.tail?.size ?? 0);
 }
 
 /** Validate a state from the metadata store: it only ever names keys of session `id`. */
@@ -54,6 +56,11 @@ export function parseState(layout: KeyLayout, store: string, id: string, state: 
     const { key, size } = s.tail;
     if (typeof key !== 'string' || !key.startsWith(staging) || !Number.isSafeInteger(size) || size <= 0) throw bad('tail');
     if (size >= partSizeFor(s.parts.length + 1, partSize, grow)) throw bad('tail size');
+  }
+  if (s.object !== undefined) {
+    if (s.object === null || typeof s.object !== 'object' || !Number.isSafeInteger(s.object.size) || s.object.size <= 0)
+      throw bad('object');
+    if (s.parts.length > 0 || s.tail !== undefined || s.garbage !== undefined) throw bad('object with parts');
   }
   if (s.garbage !== undefined && (typeof s.garbage !== 'string' || !s.garbage.startsWith(staging))) throw bad('garbage');
   return s as S3UploadState;

@@ -13,6 +13,7 @@ import {
   generated,
   hashStream,
   listKeys,
+  listPartSizes,
   listUploads,
   newId,
   s3Client,
@@ -380,6 +381,77 @@ if (env) {
       assert.deepEqual(await listKeys(client, bucket, 'sweep-test/uploads/'), []);
       // The main store's prefix is untouched by the prefixed sweeper, and vice versa.
       await swept.close();
+    });
+
+    describe('a closing PUT with the whole blob (last append, length over one part)', () => {
+      const lastAppend = async (via: S3BlobStore, data: Buffer) => {
+        const id = newId();
+        const created = (await via.createUpload(id)) as S3UploadState;
+        const { state, written } = await via.appendUpload(id, created, 0, Readable.from([data]), data.length, true);
+        return { id, created, state: state as S3UploadState, written };
+      };
+
+      it('goes up as one object at the multipart key, with no parts, and commits by pointer', async () => {
+        const data = randomBytes(12 * MiB + 3);
+        const { id, state, written } = await lastAppend(store, data);
+        assert.equal(written, data.length);
+        assert.deepEqual(state.object, { size: data.length });
+        assert.deepEqual(state.parts, []);
+        const [upload] = (await listUploads(client, bucket)).filter((u) => u.key === state.key);
+        assert.deepEqual(await listPartSizes(client, bucket, upload.key, upload.uploadId), [], 'no parts');
+        await store.commitUpload(id, state, data.length, sha256(data));
+        await assertReadable(sha256(data), data.length, other);
+        assert.deepEqual(
+          (await listKeys(client, bucket, 'data/')).filter((k) => k.includes(id)),
+          [state.key],
+        );
+        assert.deepEqual(
+          (await listUploads(client, bucket)).filter((u) => u.key.includes(id)),
+          [],
+          'the multipart upload is gone',
+        );
+        // The core's sweeper aborting a session it failed to delete after the commit keeps the blob.
+        await store.abortUpload(id, state);
+        await assertReadable(sha256(data), data.length, other);
+        await assert.rejects(store.appendUpload(id, state, data.length, Readable.from([Buffer.from('x')]), 1), /closed by its last append/);
+      });
+
+      it('leaves nothing when aborted, even when its state was never recorded, or swept', async () => {
+        for (const recorded of [true, false]) {
+          const data = randomBytes(6 * MiB);
+          const { id, created, state } = await lastAppend(store, data);
+          await store.abortUpload(id, recorded ? state : created);
+          await assertGone(id, sha256(data));
+        }
+        const swept = storeFor(env, bucket, { prefix: 'sweep-whole' });
+        const { id, state } = await lastAppend(swept, randomBytes(6 * MiB));
+        assert.equal(await swept.sweepUploads({ before: Date.now() + 1000, known: async () => new Set<string>() }), 1);
+        assert.deepEqual(await listKeys(client, bucket, 'sweep-whole/'), [], `nothing of ${id} (${state.key}) left`);
+        await swept.close();
+      });
+
+      it('fails with the error of the body when the body fails, and the session stays at offset 0', async () => {
+        const id = newId();
+        const created = await store.createUpload(id);
+        const broken = generated(12 * MiB, { failAfter: 3 * MiB, chunk: MiB });
+        await assert.rejects(store.appendUpload(id, created, 0, broken.stream, 12 * MiB, true), /client went away/);
+        const data = randomBytes(12 * MiB);
+        const { state } = await store.appendUpload(id, created, 0, Readable.from([data]), data.length, true);
+        await store.commitUpload(id, state, data.length, sha256(data));
+        await assertReadable(sha256(data), data.length);
+      });
+
+      it('uses parts when singlePutMax is 0, or the blob is not larger than a part', async () => {
+        const parts = storeFor(env, bucket, { singlePutMax: 0 });
+        const a = await lastAppend(parts, randomBytes(11 * MiB));
+        assert.equal(a.state.object, undefined);
+        assert.equal(a.state.parts.length, 2);
+        await parts.abortUpload(a.id, a.state);
+        const b = await lastAppend(store, randomBytes(5 * MiB));
+        assert.equal(b.state.object, undefined);
+        await store.abortUpload(b.id, b.state);
+        await parts.close();
+      });
     });
 
     it('maps an unreachable endpoint to UnavailableError without hanging', async () => {

@@ -215,6 +215,25 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       await assert.rejects(store.appendUpload(id, state, offset, body(Buffer.from('late')), 4), isNotFound, 'commit drops the session');
     });
 
+    it('an append marked last (a closing PUT with a body) commits, verified or not; a failed commit keeps the session', async (store) => {
+      // Over 5 MiB: bigger than a part of any S3 store, so that one may store it in one piece.
+      const content = randomBytes(6 * 1024 * 1024 + 7);
+      const digest = digestOf(content);
+      const id = randomUUID();
+      const state = viaJson(await store.createUpload(id));
+      const appended = await store.appendUpload(id, state, 0, body(content), content.length, true);
+      assert.equal(appended.written, content.length);
+      // The commit fails (a wrong size): the session still stands where it was before the append.
+      await assert.rejects(store.commitUpload(id, viaJson(appended.state), content.length + 1, digest));
+      const again = await store.appendUpload(id, state, 0, body(content), content.length, true);
+      let seen: Buffer | undefined;
+      await store.commitUpload(id, viaJson(again.state), content.length, digest, async (stream) => {
+        seen = await readAll(stream);
+      });
+      assertBytes(seen ?? Buffer.alloc(0), content, 'verify receives the bytes');
+      assertBytes(await readStored(store, digest), content, 'read returns the uploaded bytes');
+    });
+
     it('0-byte blobs: committed without any append, after an empty append, and through verify', async (store) => {
       const id = randomUUID();
       await store.commitUpload(id, viaJson(await store.createUpload(id)), 0, EMPTY_SHA256);

@@ -86,8 +86,11 @@ export interface BlobStore {
    * Append `body` at `offset` (the number of bytes the session already holds, as the metadata
    * store last recorded it). Anything the store holds past `offset` (a write that failed or a
    * process that died mid-request) is discarded first. `length` is the expected size when known.
+   * `last`: the session is committed right after this append and takes no more (a closing PUT
+   * with a body), so the store may keep these bytes in a form that cannot grow (S3: one PutObject
+   * instead of parts); a failed commit leaves the session where it stood before this append.
    */
-  appendUpload(id: string, state: UploadState, offset: number, body: Readable, length?: number): Promise<AppendResult>;
+  appendUpload(id: string, state: UploadState, offset: number, body: Readable, length?: number, last?: boolean): Promise<AppendResult>;
   /**
    * Make the `size` bytes of the session readable under `digest` and drop the session. When the
    * blob already exists the session data is simply discarded (dedup). `verify`, when given, must
