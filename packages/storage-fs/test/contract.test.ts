@@ -24,5 +24,6 @@ describeBlobStore('fs behind Faults', async () => {
     store: new Faults().wrap(store),
     cleanup: () => rm(root, { recursive: true, force: true }),
     listUploads: () => store.listUploads(),
+    reopen: async () => new Faults().wrap(new FsBlobStore({ root })),
   };
 });
