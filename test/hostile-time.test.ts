@@ -16,7 +16,8 @@ const IDLE_MS = 400;
 const OCTETS = { 'Content-Type': 'application/octet-stream' };
 
 describe('hostile time: bodies that go quiet', () => {
-  const hosts = useHosts(HOSTS, embeddedStores, { bodyIdleTimeoutMs: IDLE_MS });
+  // No minimum rate here: the slow body below sends ~10 bytes/s, each byte well inside the window.
+  const hosts = useHosts(HOSTS, embeddedStores, { bodyIdleTimeoutMs: IDLE_MS, bodyMinBytesPerSecond: 0 });
 
   for (const hostName of HOSTS) {
     describe(`through ${hostName}`, () => {
@@ -63,6 +64,38 @@ describe('hostile time: bodies that go quiet', () => {
       });
     });
   }
+});
+
+describe('hostile time: bodies that trickle', () => {
+  const fixture = useHosts(['express'], embeddedStores, { bodyIdleTimeoutMs: IDLE_MS, bodyMinBytesPerSecond: 100 }).get('express')!;
+
+  it('a PATCH that sends a byte now and then, below the minimum rate, gets 408 and frees the lease', async () => {
+    const { host, client } = fixture;
+    const location = (await client.req('/v2/trickle/app/blobs/uploads/', { method: 'POST' })).header('location')!;
+    const trickler = openRaw(host.url, head(`PATCH ${location}`, { ...OCTETS, 'Content-Length': 100_000 }));
+    // A byte every 50 ms: never idle, but 20 bytes/s against the 100 asked for.
+    trickle(trickler.socket, 50);
+    const { status, text, ms } = await trickler.done;
+    assert.equal(status, 408);
+    assert.match(text, /below the minimum of 100/);
+    assert.ok(ms < 3 * IDLE_MS + 1000, `ended after ${Math.round(ms)} ms`);
+    assert.equal((await client.req(location, { method: 'PATCH', body: randomBlob(5) })).status, 202, 'the lease is free');
+  });
+
+  it('a body at the minimum rate or above is not cut off', async () => {
+    const { host, client } = fixture;
+    const blob = randomBlob(600);
+    const location = (await client.req('/v2/trickle/ok/blobs/uploads/', { method: 'POST' })).header('location')!;
+    const steady = openRaw(host.url, head(`PATCH ${location}`, { ...OCTETS, 'Content-Length': blob.length }));
+    // 50 bytes every 100 ms: 500 bytes/s for 1.2 s, three windows.
+    for (let at = 0; at < blob.length; at += 50) {
+      await sleep(100);
+      steady.socket.write(blob.subarray(at, at + 50));
+    }
+    await sleep(50);
+    steady.socket.end();
+    assert.equal((await steady.done).status, 202);
+  });
 });
 
 describe('hostile time: uploads streaming at once', () => {
@@ -113,11 +146,15 @@ describe('hostile time: berth serve', () => {
   });
 
   it('reads the limits from flags and variables', () => {
-    const config = parseServeConfig(['--body-idle-timeout', '5', '--read-cache-size', '1MiB', '--manifest-memory', '8MiB'], {
-      BERTH_HEADER_TIMEOUT_SECONDS: '7',
-      BERTH_MAX_CONCURRENT_UPLOADS: '3',
-    });
+    const config = parseServeConfig(
+      ['--body-idle-timeout', '5', '--body-min-rate', '10', '--read-cache-size', '1MiB', '--manifest-memory', '8MiB'],
+      {
+        BERTH_HEADER_TIMEOUT_SECONDS: '7',
+        BERTH_MAX_CONCURRENT_UPLOADS: '3',
+      },
+    );
     assert.equal(config.bodyIdleTimeoutMs, 5000);
+    assert.equal(config.bodyMinBytesPerSecond, 10);
     assert.equal(config.headerTimeoutMs, 7000);
     assert.equal(config.maxConcurrentUploads, 3);
     assert.equal(config.readCacheBytes, 1 << 20);

@@ -21,6 +21,8 @@ export interface ServeConfig {
   uploadLeaseMs: number;
   /** A request body that sends nothing for this long (ms) is ended (0: never). */
   bodyIdleTimeoutMs: number;
+  /** ...and must average at least this many bytes per second over each such window. */
+  bodyMinBytesPerSecond: number;
   /** A client must send its request headers within this long (ms). */
   headerTimeoutMs: number;
   /** Upload requests streamed at once; more get 429. */
@@ -107,6 +109,12 @@ export const SERVE_OPTIONS = {
     env: 'BERTH_BODY_IDLE_TIMEOUT_SECONDS',
     default: '60',
     help: 'end a request whose body sends no byte for this many seconds (408, lease freed; 0: never)',
+  },
+  'body-min-rate': {
+    type: 'string',
+    env: 'BERTH_BODY_MIN_BYTES_PER_SECOND',
+    default: '256',
+    help: 'a request body must average this many bytes/s over each --body-idle-timeout window, or it is ended (0: any byte will do)',
   },
   'header-timeout': {
     type: 'string',
@@ -233,6 +241,7 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
     uploadTtlMs: integer('upload-ttl') * 1000,
     uploadLeaseMs: integer('upload-lease') * 1000,
     bodyIdleTimeoutMs: integer('body-idle-timeout') * 1000,
+    bodyMinBytesPerSecond: integer('body-min-rate'),
     headerTimeoutMs: positive('header-timeout') * 1000,
     maxConcurrentUploads: positive('max-concurrent-uploads'),
     readCacheBytes: byteSize('read-cache-size', get('read-cache-size')),

@@ -38,6 +38,7 @@ export async function serve(config: ServeConfig): Promise<RunningServer> {
     uploadTtlMs: config.uploadTtlMs,
     uploadLeaseMs: config.uploadLeaseMs,
     bodyIdleTimeoutMs: config.bodyIdleTimeoutMs,
+    bodyMinBytesPerSecond: config.bodyMinBytesPerSecond,
     maxConcurrentUploads: config.maxConcurrentUploads,
     readCacheMaxBytes: config.readCacheBytes,
     manifestMemoryBytes: config.manifestMemoryBytes,

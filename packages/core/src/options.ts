@@ -68,13 +68,19 @@ export interface RegistryOptions extends AuthHooks {
   manifestMemoryBytes?: number;
   /** Deepest nesting of arrays and objects in a pushed manifest; deeper gets 400 MANIFEST_INVALID, checked before parsing. Default 64. */
   maxManifestDepth?: number;
-  /** Most JSON values (objects, arrays, strings, numbers...) in a pushed manifest; more gets 400 MANIFEST_INVALID. Default 200,000. */
+  /** Most arrays, objects, and items and members inside them in a pushed manifest; more gets 400 MANIFEST_INVALID. Default 200,000. */
   maxManifestElements?: number;
   /**
    * A request body that sends no byte for this long (ms) is ended: 408, the connection closed, and
    * an upload session's lease freed (the session stays at its last good offset). Default 60 s; 0 disables.
    */
   bodyIdleTimeoutMs?: number;
+  /**
+   * A request body must also average this many bytes per second over each `bodyIdleTimeoutMs`
+   * window, or it is ended the same way (a byte every few seconds would otherwise hold a
+   * connection and an upload lease forever). Default 256; 0: any byte per window will do.
+   */
+  bodyMinBytesPerSecond?: number;
   /** Upload requests (PATCH, PUT, monolithic POST) this process streams at once; more get 429 TOOMANYREQUESTS with Retry-After. Default 128. */
   maxConcurrentUploads?: number;
 }
@@ -104,6 +110,7 @@ export function resolveOptions(options: RegistryOptions): ResolvedOptions {
     maxManifestDepth: DEFAULT_MANIFEST_LIMITS.maxDepth,
     maxManifestElements: DEFAULT_MANIFEST_LIMITS.maxElements,
     bodyIdleTimeoutMs: 60_000,
+    bodyMinBytesPerSecond: 256,
     maxConcurrentUploads: 128,
     ...stripUndefined(options),
   } as ResolvedOptions;

@@ -65,6 +65,7 @@ export function createRegistry(input: RegistryOptions): Registry {
   const events = new RegistryEventEmitter();
   const uploads = new UploadSessions(options.blobs, options.metadata, events, options.uploadLeaseMs, options.quotaOf, {
     bodyIdleTimeoutMs: options.bodyIdleTimeoutMs,
+    bodyMinBytesPerSecond: options.bodyMinBytesPerSecond,
     maxConcurrent: options.maxConcurrentUploads,
   });
   const sweepUploads = () => uploads.sweep(options.uploadTtlMs);

@@ -38,21 +38,34 @@ export function isDead(body: Readable): boolean {
   return body.destroyed && !body.readableEnded;
 }
 
+/** How fast a body must arrive: in every window of `idleMs`, at least one byte and `minBytesPerSecond` on average. */
+export interface BodyPace {
+  /** The window (ms); 0: no bound. */
+  idleMs: number;
+  minBytesPerSecond: number;
+}
+
+const NO_PACE: BodyPace = { idleMs: 0, minBytesPerSecond: 0 };
+
 /**
- * Call `onFailure` once if `body` dies before its end, or sends no byte for `idleMs` (0: never).
+ * Call `onFailure` once if `body` dies before its end, or arrives slower than `pace` (checked at
+ * the end of each window, so a body that stops is ended within two windows).
  * Returns a function that stops watching; watching also stops when the body ends.
  */
-export function watchBody(body: Readable, idleMs: number, onFailure: (error: BodyError) => void): () => void {
+export function watchBody(body: Readable, pace: BodyPace, onFailure: (error: BodyError) => void): () => void {
   let timer: NodeJS.Timeout | undefined;
+  let received = 0;
   const fail = (error: BodyError) => {
     stop();
     onFailure(error);
   };
   const onError = (error: unknown) => fail(bodyError(body, error));
   const onClose = () => (body.readableEnded ? stop() : fail(bodyError(body)));
-  const touch = () => timer?.refresh();
+  const touch = (chunk: Buffer) => {
+    received += chunk.length;
+  };
   const stop = () => {
-    clearTimeout(timer);
+    clearInterval(timer);
     body.off('error', onError).off('close', onClose).off('end', stop).off('data', touch);
   };
   if (isDead(body)) {
@@ -60,8 +73,22 @@ export function watchBody(body: Readable, idleMs: number, onFailure: (error: Bod
     return () => undefined;
   }
   body.once('error', onError).once('close', onClose).once('end', stop);
+  const { idleMs, minBytesPerSecond } = pace;
   if (idleMs > 0) {
-    timer = setTimeout(() => fail(new BodyError('idle', `no byte of the request body arrived for ${idleMs / 1000} s`)), idleMs);
+    // A client trickling a byte every few seconds would hold its connection and lease forever
+    // under a plain idle timeout: each window must also bring the minimum rate's worth.
+    const needed = Math.max(1, Math.floor((minBytesPerSecond * idleMs) / 1000));
+    timer = setInterval(() => {
+      const seconds = idleMs / 1000;
+      if (received === 0) fail(new BodyError('idle', `no byte of the request body arrived for ${seconds} s`));
+      else if (received < needed) {
+        const rate = Math.round(received / seconds);
+        fail(
+          new BodyError('idle', `the request body arrived at ${rate} bytes/s over ${seconds} s, below the minimum of ${minBytesPerSecond}`),
+        );
+      }
+      received = 0;
+    }, idleMs);
     timer.unref();
     // Added after the reader set the stream flowing, so this listener never resumes a paused body.
     body.on('data', touch);
@@ -73,9 +100,9 @@ export function watchBody(body: Readable, idleMs: number, onFailure: (error: Bod
  * Stream `body` into `into`: a body that dies or goes idle destroys `into` with the BodyError, so
  * whatever consumes `into` (a store's append) rejects instead of waiting forever.
  */
-export function pipeBody(body: Readable, into: Writable, idleMs: number): void {
+export function pipeBody(body: Readable, into: Writable, pace: BodyPace): void {
   body.pipe(into);
-  const stop = watchBody(body, idleMs, (error) => into.destroy(error));
+  const stop = watchBody(body, pace, (error) => into.destroy(error));
   into.once('close', stop);
 }
 
@@ -84,7 +111,7 @@ export function pipeBody(body: Readable, into: Writable, idleMs: number): void {
  * reading any of it when Content-Length already says so). The rest of a refused body is left to
  * `settleBody`, which drains it before the response goes out.
  */
-export function readBody(body: Readable, limit: number, idleMs: number, contentLength?: string): Promise<Buffer> {
+export function readBody(body: Readable, limit: number, pace: BodyPace, contentLength?: string): Promise<Buffer> {
   if (contentLength !== undefined && Number(contentLength) > limit) return Promise.reject(tooLarge(limit));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -109,7 +136,7 @@ export function readBody(body: Readable, limit: number, idleMs: number, contentL
       resolve(Buffer.concat(chunks, size));
     };
     body.on('data', onData).once('end', onEnd);
-    stop = watchBody(body, idleMs, (error) => {
+    stop = watchBody(body, pace, (error) => {
       body.off('data', onData).off('end', onEnd);
       reject(error);
     });
@@ -157,6 +184,6 @@ export function settleBody(body: Readable, limits: DrainLimits, contentLength?: 
     deadline.unref();
     body.on('data', onData).once('end', onEnd);
     body.resume();
-    stop = watchBody(body, 0, () => finish(false));
+    stop = watchBody(body, NO_PACE, () => finish(false));
   });
 }

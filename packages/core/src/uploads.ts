@@ -9,7 +9,7 @@ import { Budget } from './limits.js';
 import type { BlobStore, UploadState, VerifyContent } from './ports/blob-store.js';
 import { ConflictError, IntegrityError, NotFoundError, UnavailableError } from './ports/errors.js';
 import type { CommitStart, MetadataStore, TenantUsage, UploadRecord } from './ports/metadata-store.js';
-import { BodyError, bodyError, isDead, pipeBody } from './request-body.js';
+import { BodyError, bodyError, isDead, pipeBody, type BodyPace } from './request-body.js';
 
 /** Where a chunk claims to start and how long it is (from Content-Range / Content-Length). */
 export interface ChunkInfo {
@@ -35,6 +35,8 @@ const MAX_LIVE_HASHES = 10_000;
 export interface UploadLimits {
   /** End a body that sends no byte for this long (ms); 0: never. Default 60 s. */
   bodyIdleTimeoutMs?: number;
+  /** End a body slower than this on average over `bodyIdleTimeoutMs`. Default 256. */
+  bodyMinBytesPerSecond?: number;
   /** Upload requests streaming at once in this process; more get 429. Default 128. */
   maxConcurrent?: number;
 }
@@ -55,7 +57,7 @@ export interface UploadLimits {
 export class UploadSessions {
   private readonly live = new LRUCache<string, LiveHash>({ max: MAX_LIVE_HASHES });
   private readonly streams: Budget;
-  private readonly idleMs: number;
+  private readonly pace: BodyPace;
 
   constructor(
     private readonly blobs: BlobStore,
@@ -66,7 +68,7 @@ export class UploadSessions {
     private readonly quotaOf: (tenant: string) => number | undefined | Promise<number | undefined> = () => undefined,
     limits: UploadLimits = {},
   ) {
-    this.idleMs = limits.bodyIdleTimeoutMs ?? 60_000;
+    this.pace = { idleMs: limits.bodyIdleTimeoutMs ?? 60_000, minBytesPerSecond: limits.bodyMinBytesPerSecond ?? 256 };
     this.streams = new Budget(limits.maxConcurrent ?? 128, 'uploads streaming');
   }
 
@@ -247,7 +249,7 @@ export class UploadSessions {
     // Only the closing PUT knows the digest, and nothing follows its append but the commit.
     const last = digest !== undefined;
     const appended = this.blobs.appendUpload(upload.id, upload.state, upload.offset, counter, chunk.length, last);
-    pipeBody(body, counter, this.idleMs);
+    pipeBody(body, counter, this.pace);
     try {
       await appended;
     } catch (error) {

@@ -51,7 +51,7 @@ export async function putManifest(ctx: Context) {
   const algorithm: DigestAlgorithm = byDigest ? parseDigest(reference).algorithm : 'sha256';
   const tags = requestedTags(ctx, byDigest ? [] : [reference]);
 
-  const { maxManifestBytes, bodyIdleTimeoutMs } = ctx.options;
+  const { maxManifestBytes, bodyIdleTimeoutMs: idleMs, bodyMinBytesPerSecond: minBytesPerSecond } = ctx.options;
   const contentLength = requestHeader(ctx, 'content-length');
   // Hold the body's bytes in the budget (the whole limit while its length is unknown) until the
   // manifest is stored; a flood of concurrent manifest PUTs gets 429 instead of the heap.
@@ -60,7 +60,12 @@ export async function putManifest(ctx: Context) {
   const release =
     announced > maxManifestBytes ? () => {} : ctx.manifestMemory.take(Number.isSafeInteger(announced) ? announced : maxManifestBytes);
   try {
-    return await storeManifest(ctx, await readBody(ctx.request.body, maxManifestBytes, bodyIdleTimeoutMs, contentLength), algorithm, tags);
+    return await storeManifest(
+      ctx,
+      await readBody(ctx.request.body, maxManifestBytes, { idleMs, minBytesPerSecond }, contentLength),
+      algorithm,
+      tags,
+    );
   } finally {
     release();
   }
