@@ -24,6 +24,13 @@ let betterSqlite3: typeof BetterSqlite3 | undefined;
 export function loadBetterSqlite3(): typeof BetterSqlite3 {
   if (betterSqlite3) return betterSqlite3;
   const Database = loadOptional<typeof BetterSqlite3>('better-sqlite3', 'SQLite metadata (the embedded default)');
+  // better-sqlite3 13 needs Node 22; on Node 20 its addon crashes the process as it loads.
+  const { version } = require('better-sqlite3/package.json') as { version: string };
+  if (Number(version.split('.')[0]) >= 13 && Number(process.versions.node.split('.')[0]) < 22) {
+    throw new Error(
+      `better-sqlite3 ${version} needs Node 22 or later (this is Node ${process.versions.node}): npm install better-sqlite3@12`,
+    );
+  }
   try {
     new Database(':memory:').close();
   } catch (err) {

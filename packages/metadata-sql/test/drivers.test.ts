@@ -17,6 +17,14 @@ const require = createRequire(import.meta.url);
 const unbuilt = fileURLToPath(new URL('./fixtures/unbuilt-better-sqlite3.cjs', import.meta.url));
 
 function staging(replace: Record<string, string | null>, run: () => Promise<void>): Promise<void> {
+  // Node remembers what a require() resolved to while that module stays cached: forget the real ones.
+  for (const request of Object.keys(replace)) {
+    try {
+      delete require.cache[require.resolve(request)];
+    } catch {
+      // not installed here: nothing cached
+    }
+  }
   modules._resolveFilename = function (this: unknown, request, ...rest) {
     if (request in replace) {
       const target = replace[request];
@@ -66,6 +74,18 @@ describe('optional database drivers', () => {
         return true;
       });
     }));
+
+  const node = Number(process.versions.node.split('.')[0]);
+  it(
+    'better-sqlite3 13 on Node 20: refused with the version to install (its addon would crash the process)',
+    { skip: node >= 22 && 'Node 22+' },
+    () =>
+      staging({ 'better-sqlite3/package.json': fileURLToPath(new URL('./fixtures/better-sqlite3-13.json', import.meta.url)) }, async () => {
+        await assert.rejects(createSqlMetadataStore({ filename: join(dir, 'd.sqlite') }), {
+          message: `better-sqlite3 13.0.0 needs Node 22 or later (this is Node ${process.versions.node}): npm install better-sqlite3@12`,
+        });
+      }),
+  );
 
   it('with the driver installed, the store opens', async () => {
     const store = await createSqlMetadataStore({ filename: join(dir, 'c.sqlite') });
