@@ -1,4 +1,4 @@
-// prepack: ship the addon built at install (build/Release) as prebuilds/<platform>-<arch>, so
+// prepack: ship the addon built by prepare (build/Release) as prebuilds/<platform>-<arch>, so
 // installs on this platform need no compiler and no install script. It is an N-API addon, so one
 // binary serves every Node version. Packing without one would publish a package that silently
 // never uses sendfile, so that fails.
@@ -7,7 +7,9 @@ const { join } = require('node:path');
 
 const built = join(__dirname, '..', 'build', 'Release', 'sendfile.node');
 if (!existsSync(built)) {
-  console.error('@berthjs/sendfile: build/Release/sendfile.node is missing; run node-gyp rebuild before packing');
+  console.error(
+    '@berthjs/sendfile: build/Release/sendfile.node is missing; run pnpm install (its prepare script builds it) before packing',
+  );
   process.exit(1);
 }
 const dir = join(__dirname, '..', 'prebuilds', `${process.platform}-${process.arch}`);

@@ -16,8 +16,9 @@ interface Addon {
 }
 
 /**
- * The addon built at install (build/Release), else the one shipped prebuilt for this platform
- * (prebuilds/, for installs that ran no install script), else none: not Linux, or no compiler.
+ * The addon built in a checkout of Berth (build/Release), else the one the published tarball
+ * ships prebuilt for this platform (prebuilds/), else none: not Linux, another CPU than the
+ * prebuilt ones, or a libc it does not load on. Callers then stream.
  */
 function loadAddon(): Addon | undefined {
   const require = createRequire(import.meta.url);
