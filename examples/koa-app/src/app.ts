@@ -1,11 +1,14 @@
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import Router from '@koa/router';
-import Koa from 'koa';
+import Koa, { type Context } from 'koa';
+import session from 'koa-session';
 import { basicAuth, readBasic, type BasicPrincipal } from '@berthjs/auth';
-import { createRegistry, type Action, type AuthorizeRequest } from '@berthjs/core';
+import { createRegistry, inventory, type Action, type AuthorizeRequest } from '@berthjs/core';
 import { berth } from '@berthjs/koa';
 import { createSqlMetadataStore } from '@berthjs/metadata-sql';
 import { FsBlobStore } from '@berthjs/storage-fs';
+import { boardPage, imagesTable, signInPage } from './page.js';
 import { checkPassword, findUser, type User } from './users.js';
 
 /** What each role may do in its own team's repositories. */
@@ -24,10 +27,21 @@ function mayAccess({ principal, action, repository }: AuthorizeRequest): boolean
   return user !== undefined && user.team === teamOf(repository) && ROLE_ACTIONS[user.role].includes(action);
 }
 
-export async function createApp(dataDir: string) {
+/** The fields of a small urlencoded form (the sign-in form); larger bodies are refused. */
+async function readForm(ctx: Context, limit = 4096): Promise<URLSearchParams> {
+  let body = '';
+  for await (const chunk of ctx.req) {
+    body += chunk;
+    if (body.length > limit) ctx.throw(413, 'form too large');
+  }
+  return new URLSearchParams(body);
+}
+
+export async function createApp(dataDir: string, { sessionKey = randomBytes(32).toString('hex') } = {}) {
+  const metadata = await createSqlMetadataStore({ filename: join(dataDir, 'registry.sqlite') });
   const registry = createRegistry({
     blobs: new FsBlobStore({ root: join(dataDir, 'blobs') }),
-    metadata: await createSqlMetadataStore({ filename: join(dataDir, 'registry.sqlite') }),
+    metadata,
     ...basicAuth({ verifyPassword: (username, password) => checkPassword(username, password) !== undefined, realm: 'task board' }),
     authorize: mayAccess,
     tenantOf: teamOf,
@@ -44,6 +58,35 @@ export async function createApp(dataDir: string) {
   router.get('/health', (ctx) => {
     ctx.body = { ok: true };
   });
+  // The board's pages: signed in with a form and a session cookie.
+  const images = (user: User) => inventory(metadata, { prefix: `${user.team}/` });
+  router.get('/', async (ctx) => {
+    const user: User | undefined = ctx.session?.user;
+    ctx.body = user ? boardPage(user, tasks.get(user.team) ?? [], await images(user)) : signInPage();
+  });
+  router.get('/images.html', async (ctx) => {
+    const user: User | undefined = ctx.session?.user;
+    if (!user) {
+      ctx.status = 401;
+      return;
+    }
+    ctx.body = imagesTable(await images(user));
+  });
+  router.post('/login', async (ctx) => {
+    const form = await readForm(ctx);
+    const user = checkPassword(form.get('username') ?? '', form.get('password') ?? '');
+    if (!user) {
+      ctx.status = 401;
+      ctx.body = signInPage('Wrong user or password.');
+      return;
+    }
+    ctx.session!.user = user;
+    ctx.redirect('/');
+  });
+  router.post('/logout', (ctx) => {
+    ctx.session = null;
+    ctx.redirect('/');
+  });
   router.get('/api/me', (ctx) => {
     ctx.body = ctx.state.user;
   });
@@ -55,18 +98,21 @@ export async function createApp(dataDir: string) {
   });
 
   const app = new Koa();
-  // Berth first, before any body parser: it owns /v2 and runs the auth hooks itself.
+  app.keys = [sessionKey];
+  // Berth first, before any body parser or session: it owns /v2 and runs the auth hooks itself.
   app.use(berth(registry));
-  // The app's own auth for its JSON API (same users, same Basic credentials).
+  app.use(session({ key: 'board.session', httpOnly: true, sameSite: 'lax' }, app));
+  // The app's own auth for its JSON API: the page's session, or the same users' Basic credentials.
   app.use(async (ctx, next) => {
     if (!ctx.path.startsWith('/api/')) return next();
-    let user: User | undefined;
-    try {
-      const credentials = readBasic(ctx.request);
-      user = credentials && checkPassword(credentials.username, credentials.password);
-    } catch {
-      user = undefined;
-    }
+    let user: User | undefined = ctx.session?.user;
+    if (!user)
+      try {
+        const credentials = readBasic(ctx.request);
+        user = credentials && checkPassword(credentials.username, credentials.password);
+      } catch {
+        user = undefined;
+      }
     if (!user) {
       ctx.status = 401;
       ctx.set('WWW-Authenticate', 'Basic realm="task board"');

@@ -19,3 +19,4 @@ export {
 export { parseDigest, isDigest, digestOf, type DigestAlgorithm } from './digest.js';
 export { isRepositoryName, isTag } from './names.js';
 export { MEDIA_TYPES, parseManifest } from './manifest.js';
+export { inventory, type InventoryOptions, type RepositorySummary, type TagSummary } from './inventory.js';
