@@ -1,9 +1,14 @@
 import { parseServeConfig, serveHelp } from './config.js';
 import { serve } from './serve.js';
+import { VERSION } from './version.js';
 
 /** `berth <command> [args]`, as started by bin.cts. */
 export async function main([command, ...args]: string[]): Promise<void> {
   try {
+    if (command === '--version' || command === '-v') {
+      process.stdout.write(`${VERSION}\n`);
+      return;
+    }
     if (command === 'serve') {
       if (args.includes('--help') || args.includes('-h')) {
         process.stdout.write(serveHelp());
