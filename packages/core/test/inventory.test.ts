@@ -11,7 +11,7 @@ const INDEX = 'application/vnd.oci.image.index.v1+json';
 async function push(store: MemoryMetadataStore, repository: string, body: object, tags: string[], mediaType = IMAGE) {
   const content = Buffer.from(JSON.stringify(body));
   const digest = digestOf(content);
-  await store.putManifest({ repository, digest, mediaType, content, blobs: [], children: [] }, tags);
+  await store.putManifest({ repository, digest, mediaType, content, blobs: [], children: [] }, tags, repository.split('/')[0]);
   return { digest, size: content.length };
 }
 
