@@ -76,7 +76,7 @@ export class MultipartSessions {
     if (offset !== held) throw new ConflictError(`upload ${id} holds ${held} bytes, not ${offset}`, this.store);
     if (input.object) throw new UnsupportedError(`upload ${id} was closed by its last append`, this.store);
     const fresh = input.parts.length === 0 && !input.tail;
-    if (fresh && last && length !== undefined && length > input.partSize && length <= this.settings.singlePutMax) {
+    if (fresh && last && !input.garbage && length !== undefined && length > input.partSize && length <= this.settings.singlePutMax) {
       await this.bucket.putStream(input.key, body, length);
       return { state: { ...input, object: { size: length } }, written: length };
     }
