@@ -177,6 +177,34 @@ for (const [name, makeStores] of stacks) {
       assert.equal(real.bytesFreed, dry.bytesFreed);
     });
 
+    it('finishes what a dead collection marked; a push of such a digest finishes it too', async () => {
+      const [doomed, repushed] = [randomBlob(900), randomBlob(901)];
+      for (const blob of [doomed, repushed]) await client.pushBlob('gc6/app', blob);
+      for (const blob of [doomed, repushed]) await client.req(`/v2/gc6/app/blobs/${sha256(blob)}`, { method: 'DELETE' });
+      await sleep(5);
+      // A collection that marked both and died before deleting their bytes (it holds no lease).
+      const { metadata } = await stores.open();
+      try {
+        const marked = await metadata.markBlobsDeleting(
+          [doomed, repushed].map((b) => ({ digest: sha256(b) })),
+          'a-dead-run',
+          Date.now(),
+        );
+        assert.equal(marked.length, 2);
+      } finally {
+        await metadata.close();
+      }
+      // A push of one of them does not wait for anyone: it deletes the old bytes, then stores its own.
+      await client.pushBlob('gc6/app', repushed);
+      assert.equal(await blobStatus('gc6/app', repushed), 200);
+      // Even within a grace period, what a collection marked goes: its bytes may be half deleted.
+      const report = await collect({ gracePeriodMs: 60 * 60 * 1000 });
+      assert.equal(report.blobsDeleted, 1);
+      assert.equal(await blobStatus('gc6/app', doomed), 404);
+      assert.ok(!(await stores.stored()).some((f) => f.includes(sha256(doomed).slice(7))), 'its bytes are gone');
+      assert.equal(await blobStatus('gc6/app', repushed), 200);
+    });
+
     it('deleting everything and collecting with no grace period leaves no blob bytes and an empty catalog', async () => {
       const shared = randomBlob(2048);
       const big = randomBlob(6 * 1024 * 1024 + 3); // several S3 parts: a pointer and its data object

@@ -39,6 +39,17 @@ export interface ServeConfig {
   anonymousPull: boolean;
   /** Set when `--token-auth` is: Bearer tokens from the built-in `/token` endpoint instead of Basic. */
   token?: TokenConfig;
+  /** Garbage collection: on a schedule in `berth serve` (`intervalMs` 0: off), and the defaults of `berth gc`. */
+  gc: GcConfig;
+  /** Bytes each tenant (a repository's first path segment) may store; undefined: no quota. */
+  quota?: number;
+}
+
+export interface GcConfig {
+  intervalMs: number;
+  gracePeriodMs: number;
+  untagged: boolean;
+  leaseMs: number;
 }
 
 export interface TokenConfig {
@@ -195,6 +206,36 @@ export const SERVE_OPTIONS = {
     default: '',
     help: 'comma-separated PEM keys of earlier signers still accepted (rotation)',
   },
+  'gc-interval': {
+    type: 'string',
+    env: 'BERTH_GC_INTERVAL',
+    default: '24h',
+    help: 'collect garbage this often (e.g. 24h, 30m; 0 turns it off)',
+  },
+  'gc-grace-period': {
+    type: 'string',
+    env: 'BERTH_GC_GRACE_PERIOD',
+    default: '24h',
+    help: 'garbage collection spares what was pushed more recently than this',
+  },
+  'gc-untagged': {
+    type: 'boolean',
+    env: 'BERTH_GC_UNTAGGED',
+    default: 'false',
+    help: 'garbage collection also deletes manifests no tag, index or kept subject reaches',
+  },
+  'gc-lease': {
+    type: 'string',
+    env: 'BERTH_GC_LEASE',
+    default: '60s',
+    help: 'a killed collection keeps the next one from starting this long',
+  },
+  quota: {
+    type: 'string',
+    env: 'BERTH_QUOTA',
+    default: '',
+    help: 'bytes (or KiB/MiB/GiB/TiB) each tenant, a first path segment, may store',
+  },
   'token-ttl': {
     type: 'string',
     env: 'BERTH_TOKEN_TTL_SECONDS',
@@ -204,11 +245,28 @@ export const SERVE_OPTIONS = {
 } as const;
 
 export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig {
+  return parseCommandConfig(args, env, {}).config;
+}
+
+/** Flags a command adds to the `berth serve` ones (`berth gc`, `berth usage`). */
+export type CommandOptions = Record<string, { type: 'string' | 'boolean'; help: string }>;
+
+/** The serve configuration plus the command's own flags, as given (undefined when absent). */
+export function parseCommandConfig(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  extra: CommandOptions,
+): { config: ServeConfig; flags: Record<string, string | boolean | undefined> } {
   const { values } = parseArgs({
     args,
-    options: Object.fromEntries(Object.entries(SERVE_OPTIONS).map(([name, o]) => [name, { type: o.type }])),
+    options: Object.fromEntries([...Object.entries(SERVE_OPTIONS), ...Object.entries(extra)].map(([name, o]) => [name, { type: o.type }])),
     strict: true,
   });
+  const flags = Object.fromEntries(Object.keys(extra).map((name) => [name, values[name] as string | boolean | undefined]));
+  return { config: serveConfig(values, env), flags };
+}
+
+function serveConfig(values: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): ServeConfig {
   const get = (name: keyof typeof SERVE_OPTIONS): string => {
     const flag = values[name];
     if (flag !== undefined) return String(flag);
@@ -258,6 +316,13 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
           redirect: enabled('s3-redirect'),
         }
       : undefined,
+    gc: {
+      intervalMs: duration('gc-interval', get('gc-interval')),
+      gracePeriodMs: duration('gc-grace-period', get('gc-grace-period')),
+      untagged: enabled('gc-untagged'),
+      leaseMs: Math.max(1000, duration('gc-lease', get('gc-lease'))),
+    },
+    quota: get('quota') ? byteSize('quota', get('quota')) : undefined,
     htpasswd: htpasswd ? resolve(htpasswd) : undefined,
     anonymousPull: enabled('anonymous-pull'),
     token: enabled('token-auth')
@@ -275,13 +340,23 @@ export function parseServeConfig(args: string[], env: NodeJS.ProcessEnv = proces
   };
 }
 
-const UNITS: Record<string, number> = { '': 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+const UNITS: Record<string, number> = { '': 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4 };
 
 /** `8388608`, `8MiB`, `512KiB`, `1GiB` → bytes. */
 function byteSize(name: string, text: string): number {
-  const m = /^(\d+)\s*(kib|mib|gib)?$/i.exec(text.trim());
+  const m = /^(\d+)\s*(kib|mib|gib|tib)?$/i.exec(text.trim());
   const value = m ? Number(m[1]) * UNITS[(m[2] ?? '').toLowerCase()] : NaN;
   if (!Number.isSafeInteger(value)) throw new Error(`--${name} must be a size in bytes (or KiB, MiB, GiB), got ${text}`);
+  return value;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `24h`, `30m`, `90s`, `500ms`, `1d`, or plain seconds → milliseconds. */
+export function duration(name: string, text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/i.exec(text.trim());
+  const value = m ? Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? 's').toLowerCase()]) : NaN;
+  if (!Number.isSafeInteger(value)) throw new Error(`--${name} must be a duration (e.g. 24h, 30m, 90s, or seconds), got ${text}`);
   return value;
 }
 
@@ -290,4 +365,10 @@ export function serveHelp(): string {
     ([name, o]) => `  --${name.padEnd(20)} ${o.env.padEnd(26)} ${o.help}${o.default ? ` (default ${o.default})` : ''}`,
   );
   return `Usage: berth serve [options]\n\n  flag                   environment variable\n${lines.join('\n')}\n`;
+}
+
+/** `--help` of a command that takes the serve flags plus its own. */
+export function commandHelp(usage: string, extra: CommandOptions): string {
+  const own = Object.entries(extra).map(([name, o]) => `  --${name.padEnd(20)} ${o.help}`);
+  return `Usage: ${usage}\n\n${own.join('\n')}\n\nand every \`berth serve\` flag and variable (the stores to work on): berth serve --help\n`;
 }

@@ -1,4 +1,5 @@
 import { parseServeConfig, serveHelp } from './config.js';
+import { runGc, runUsage } from './gc.js';
 import { serve } from './serve.js';
 import { VERSION } from './version.js';
 
@@ -25,7 +26,13 @@ export async function main([command, ...args]: string[]): Promise<void> {
       process.once('SIGTERM', stop);
       return;
     }
-    process.stdout.write(`Usage: berth <command>\n\nCommands:\n  serve    run a standalone registry (berth serve --help)\n`);
+    if (command === 'gc' || command === 'usage') {
+      process.exitCode = await (command === 'gc' ? runGc(args) : runUsage(args));
+      return;
+    }
+    process.stdout.write(
+      'Usage: berth <command>\n\nCommands:\n  serve    run a standalone registry (berth serve --help)\n  gc       collect garbage now, online (berth gc --help)\n  usage    stored bytes per tenant or repository (berth usage --help)\n',
+    );
     if (command !== undefined && command !== 'help' && command !== '--help') process.exitCode = 2;
   } catch (error: unknown) {
     process.stderr.write(`berth: ${error instanceof Error ? error.message : String(error)}\n`);

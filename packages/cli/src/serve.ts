@@ -1,14 +1,12 @@
 import { createServer, type Server } from 'node:http';
-import { join } from 'node:path';
 import Koa from 'koa';
 import { pino } from 'pino';
 import { createRegistry, type Registry } from '@berthjs/core';
 import { berth } from '@berthjs/koa';
-import { createSqlMetadataStore } from '@berthjs/metadata-sql';
-import { FsBlobStore } from '@berthjs/storage-fs';
-import type { S3BlobStore } from '@berthjs/storage-s3';
 import { serveAuth } from './auth.js';
 import type { ServeConfig } from './config.js';
+import { scheduleCollections } from './gc.js';
+import { openStores, registryOptions } from './stores.js';
 
 export interface RunningServer {
   server: Server;
@@ -20,23 +18,16 @@ export interface RunningServer {
 /** A standalone registry: Koa, fs blobs (or S3) and the embedded database (or Postgres). */
 export async function serve(config: ServeConfig): Promise<RunningServer> {
   const log = pino({ level: config.logLevel, base: undefined });
-  const metadata = await createSqlMetadataStore(
-    config.databaseUrl ? { url: config.databaseUrl, schema: config.databaseSchema } : { filename: join(config.dataDir, 'berth.sqlite') },
-  );
-  // Credentials are left to the AWS default chain (env, profile, SSO, IMDS, IRSA).
-  // Imported only when used: the AWS SDK adds ~24 MB of RSS to every process that loads it.
-  const s3: S3BlobStore | undefined = config.s3 && new (await import('@berthjs/storage-s3')).S3BlobStore(config.s3);
-  const blobs = s3 ?? new FsBlobStore({ root: join(config.dataDir, 'blobs'), sendfile: config.sendfile });
+  const { blobs, metadata } = await openStores(config);
   let url = ''; // known once listening; the default token realm points at it
   const auth = await serveAuth(config, () => `${url}/token`);
   const registry = createRegistry({
+    ...registryOptions(config),
     ...auth.hooks,
     blobs,
     metadata,
     delete: config.deletes,
     maxManifestBytes: config.maxManifestBytes,
-    uploadTtlMs: config.uploadTtlMs,
-    uploadLeaseMs: config.uploadLeaseMs,
     bodyIdleTimeoutMs: config.bodyIdleTimeoutMs,
     bodyMinBytesPerSecond: config.bodyMinBytesPerSecond,
     maxConcurrentUploads: config.maxConcurrentUploads,
@@ -88,6 +79,7 @@ export async function serve(config: ServeConfig): Promise<RunningServer> {
     10 * 60 * 1000,
   );
   sweeper.unref();
+  const collections = scheduleCollections(registry, config.gc, log);
   const authMode = config.token ? 'token' : config.htpasswd ? 'basic' : 'none';
   log.info(
     { url, dataDir: config.dataDir, metadata: metadata.name, blobs: blobs.name, bucket: config.s3?.bucket, auth: authMode },
@@ -99,6 +91,7 @@ export async function serve(config: ServeConfig): Promise<RunningServer> {
     url,
     async close() {
       clearInterval(sweeper);
+      collections.stop();
       server.closeIdleConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await registry.close();

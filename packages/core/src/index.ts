@@ -20,3 +20,4 @@ export { parseDigest, isDigest, digestOf, type DigestAlgorithm } from './digest.
 export { isRepositoryName, isTag } from './names.js';
 export { MEDIA_TYPES, parseManifest } from './manifest.js';
 export { inventory, type InventoryOptions, type RepositorySummary, type TagSummary } from './inventory.js';
+export { formatBytes } from './uploads.js';
