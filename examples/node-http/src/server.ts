@@ -47,7 +47,14 @@ export async function createService(dataDir: string, publicUrl: () => string): P
   const server = createServer({ connectionsCheckingInterval: 5_000 }, async (req, res) => {
     try {
       for (const handler of handlers) {
-        const response = await handler.handle({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body: req });
+        const request = {
+          method: req.method ?? 'GET',
+          url: req.url ?? '/',
+          headers: req.headers,
+          body: req,
+          remoteAddress: req.socket.remoteAddress,
+        };
+        const response = await handler.handle(request);
         if (response) return await write(req, res, response);
       }
       if (req.url === '/health') return json(res, 200, { ok: true });

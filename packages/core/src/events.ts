@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { CollectReport } from './gc.js';
+import type { RequestFacts } from './observe.js';
 
 /** What the registry tells its host, e.g. to meter usage, enforce quotas, send webhooks or audit. */
 export interface RegistryEvents {
@@ -14,7 +15,9 @@ export interface RegistryEvents {
   /** A garbage collection finished (not emitted when it was skipped because another one runs). */
   'gc.completed': [CollectReport];
   /** A failure that became a 500 or 503: the host logs it; the client saw no internals. */
-  'request.failed': [{ error: unknown; method: string; url: string }];
+  'request.failed': [{ error: unknown; method: string; url: string; requestId?: string }];
+  /** Every `/v2` request (and every request of a handler passed to `observe`), once its response is over. */
+  'request.completed': [RequestFacts];
 }
 
 export class RegistryEventEmitter extends EventEmitter<RegistryEvents> {}

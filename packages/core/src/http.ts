@@ -10,6 +10,8 @@ export interface BerthRequest {
   url: string;
   headers: Record<string, string | string[] | undefined>;
   body: Readable;
+  /** The peer's address (`req.socket.remoteAddress`), for logs and per-address rate limits. */
+  remoteAddress?: string;
 }
 
 /**

@@ -1,5 +1,9 @@
 export * from './ports/index.js';
-export { createRegistry, renderError, type Registry } from './registry.js';
+export { createRegistry, renderError, type Registry, type RegistryStats } from './registry.js';
+export { clientAddress, defaultPrincipalName, type DrainReport, type Logger, type RequestFacts } from './observe.js';
+export type { HealthReport, StoreHealth } from './health.js';
+export { tokenBucket, type RateLimit, type RateLimitRequest, type TokenBucketOptions } from './rate-limit.js';
+export type { Route, RouteName } from './routes.js';
 export type { RegistryOptions } from './options.js';
 export type { CollectOptions, CollectProgress, CollectReport, TenantCollectReport } from './gc.js';
 export { header, type BerthHandler, type BerthRequest, type BerthResponse } from './http.js';

@@ -1,4 +1,7 @@
-import type { AuthHooks } from './auth.js';
+import type { AuthHooks, Principal } from './auth.js';
+import type { Logger } from './observe.js';
+import { defaultPrincipalName } from './observe.js';
+import type { RateLimit } from './rate-limit.js';
 import { DEFAULT_MANIFEST_LIMITS } from './manifest.js';
 import type { BlobStore } from './ports/blob-store.js';
 import type { MetadataStore } from './ports/metadata-store.js';
@@ -83,9 +86,35 @@ export interface RegistryOptions extends AuthHooks {
   bodyMinBytesPerSecond?: number;
   /** Upload requests (PATCH, PUT, monolithic POST) this process streams at once; more get 429 TOOMANYREQUESTS with Retry-After. Default 128. */
   maxConcurrentUploads?: number;
+  /**
+   * Where to log: pino, or anything with its `debug`/`info`/`warn`/`error` methods. With it,
+   * every request gets one line (`info`, or `error` with `err` for a 5xx) with its request id,
+   * method, route, repository, status, bytes in and out, duration, principal name and client
+   * address. Default: no logging.
+   */
+  logger?: Logger;
+  /**
+   * Take the client's address from `X-Forwarded-For`, as written by the proxies in front: `true`
+   * for one proxy (the address it saw, the header's last entry), a number for that many. Default
+   * false: the socket's address (`BerthRequest.remoteAddress`).
+   */
+  trustProxy?: boolean | number;
+  /** The name logs, facts and the rate limiter use for a principal. Default: a string principal, else its `username`, `subject`, `name` or `sub`. */
+  principalName?: (principal: Principal) => string | undefined;
+  /**
+   * Asked before every `/v2` request is served, once the caller is known (or its credentials
+   * failed); a number refuses it with 429 `TOOMANYREQUESTS` and that `Retry-After`. See
+   * `tokenBucket` for the built-in. Default: no limit.
+   */
+  rateLimit?: RateLimit;
+  /** How long `health()` waits for each store's probe (ms). Default 2000. */
+  healthTimeoutMs?: number;
 }
 
-export type ResolvedOptions = Required<Omit<RegistryOptions, keyof AuthHooks>> & AuthHooks;
+type OptionalHooks = 'logger' | 'rateLimit';
+export type ResolvedOptions = Required<Omit<RegistryOptions, keyof AuthHooks | OptionalHooks>> &
+  AuthHooks &
+  Pick<RegistryOptions, OptionalHooks>;
 
 export function resolveOptions(options: RegistryOptions): ResolvedOptions {
   if (!options.blobs) throw new TypeError('berth: options.blobs (a BlobStore) is required');
@@ -112,6 +141,9 @@ export function resolveOptions(options: RegistryOptions): ResolvedOptions {
     bodyIdleTimeoutMs: 60_000,
     bodyMinBytesPerSecond: 256,
     maxConcurrentUploads: 128,
+    trustProxy: false,
+    principalName: defaultPrincipalName,
+    healthTimeoutMs: 2000,
     ...stripUndefined(options),
   } as ResolvedOptions;
   resolved.manifestMemoryBytes ??= 16 * resolved.maxManifestBytes;

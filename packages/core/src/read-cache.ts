@@ -1,6 +1,10 @@
 import { LRUCache } from 'lru-cache';
 import type { ManifestRecord, MetadataStore } from './ports/metadata-store.js';
 
+export type CacheKind = 'tags' | 'manifests' | 'blobs';
+
+const KINDS: Record<string, CacheKind> = { t: 'tags', m: 'manifests', b: 'blobs' };
+
 export interface ReadCacheLimits {
   /** How long an entry may be served (ms); 0 disables the cache. */
   ttlMs: number;
@@ -27,6 +31,12 @@ const ENTRY_OVERHEAD = 200;
  */
 export class ReadCache {
   private readonly entries: LRUCache<string, Value> | undefined;
+  /** Lookups answered from memory (hits) or loaded from the metadata store (misses), per kind. */
+  readonly counts: Record<CacheKind, { hits: number; misses: number }> = {
+    tags: { hits: 0, misses: 0 },
+    manifests: { hits: 0, misses: 0 },
+    blobs: { hits: 0, misses: 0 },
+  };
   /** Keys of each repository's tag and manifest entries, for `invalidate`. */
   private readonly byRepository = new Map<string, Set<string>>();
   /** The metadata store's change version when the entries were loaded. */
@@ -80,10 +90,18 @@ export class ReadCache {
 
   private async cached<T extends Value>(key: string, repository: string | undefined, load: () => Promise<T | undefined>) {
     const entries = this.entries;
-    if (!entries) return load();
+    const counts = this.counts[KINDS[key[0]]];
+    if (!entries) {
+      counts.misses++;
+      return load();
+    }
     const version = this.followChanges(entries);
     const hit = entries.get(key) as T | undefined;
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) {
+      counts.hits++;
+      return hit;
+    }
+    counts.misses++;
     const value = await load();
     // Loaded across a change (another request may have emptied the cache meanwhile): the value
     // may predate the change, so it is served but not kept.

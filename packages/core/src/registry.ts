@@ -12,9 +12,11 @@ import { listReferrers } from './handlers/referrers.js';
 import { listTags } from './handlers/tags.js';
 import { cancelUpload, getUploadStatus, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
 import { header, type BerthHandler, type BerthRequest, type BerthResponse } from './http.js';
+import { StoreProbe, type HealthReport } from './health.js';
 import { Budget, RETRY_AFTER_SECONDS } from './limits.js';
-import { ReadCache } from './read-cache.js';
-import { resolveOptions, type RegistryOptions } from './options.js';
+import { observeHandler, RequestTracker, type DrainReport } from './observe.js';
+import { ReadCache, type CacheKind } from './read-cache.js';
+import { resolveOptions, type RegistryOptions, type ResolvedOptions } from './options.js';
 import { ConflictError, NotFoundError, StorageFullError, TooLargeError, UnavailableError, UnsupportedError } from './ports/errors.js';
 import { BodyError, settleBody } from './request-body.js';
 import { parseRoute, splitUrl, type RouteName } from './routes.js';
@@ -56,8 +58,34 @@ export interface Registry extends BerthHandler {
   usage(scope: { repository: string }): Promise<RepositoryUsage | undefined>;
   /** Recompute usage from scratch, correct the running figures where they differ, report what differed. */
   recomputeUsage(options?: { onProgress?: (done: number, total: number) => void }): Promise<UsageRecompute>;
-  /** Close the stores. */
-  close(): Promise<void>;
+  /**
+   * Readiness: both stores answer their probe within `healthTimeoutMs`. A failing store is named
+   * (`blobs.store`, `metadata.store`) with the reason. Never rejects.
+   */
+  health(): Promise<HealthReport>;
+  /** Counters for metrics: requests in flight, uploads streaming now, read cache hits and misses. */
+  stats(): RegistryStats;
+  /**
+   * Wrap another handler (the token endpoint, the host's own routes) so that its requests get
+   * request ids, log lines, `request.completed` facts under route name `route`, and are drained
+   * by `close()` like the registry's own. `level: 'debug'` logs them at debug (health probes).
+   */
+  observe(handler: BerthHandler, route: string, options?: { level?: 'info' | 'debug' }): BerthHandler;
+  /**
+   * Drain, then close the stores: requests in flight (and any that arrive meanwhile) get up to
+   * `timeoutMs` (default 30 s) to finish; the rest are cut (their streams destroyed, so an upload
+   * stays resumable at its last complete chunk). Requests after that answer 503 UNAVAILABLE.
+   */
+  close(options?: { timeoutMs?: number }): Promise<DrainReport>;
+}
+
+export interface RegistryStats {
+  /** Requests being served now. */
+  inFlight: number;
+  /** Of those, uploads streaming bytes into a session (POST, PATCH or PUT). */
+  uploadsInProgress: number;
+  /** Read cache lookups since the start, per kind. */
+  cache: Record<CacheKind, { hits: number; misses: number }>;
 }
 
 export function createRegistry(input: RegistryOptions): Registry {
@@ -78,12 +106,18 @@ export function createRegistry(input: RegistryOptions): Registry {
   const manifestMemory = new Budget(options.manifestMemoryBytes, 'manifest bytes in memory');
   const access = new AccessControl(options);
   const drain = { bytes: Math.max(16 * 1024 * 1024, 2 * options.maxManifestBytes), ms: 10_000 };
+  const tracker = new RequestTracker({ ...options, events });
+  const probes = { blobs: new StoreProbe(options.blobs), metadata: new StoreProbe(options.metadata) };
+  let state: 'open' | 'closing' | 'closed' = 'open';
 
-  async function dispatch(request: BerthRequest, seen: { route?: RouteName }): Promise<BerthResponse | undefined> {
+  async function dispatch(request: BerthRequest, tracked: ReturnType<RequestTracker['begin']>): Promise<BerthResponse | undefined> {
     const { path, query } = splitUrl(request.url);
     const route = parseRoute(path);
     if (!route) return undefined;
-    seen.route = route.name;
+    tracked.facts.route = route.name;
+    if (route.repository) tracked.facts.repository = route.repository;
+    if (state === 'closed')
+      throw new OciError('UNAVAILABLE', { message: 'the registry is shutting down', headers: { 'Retry-After': '5' } });
     const method = request.method === 'HEAD' ? 'GET' : request.method;
     const entry = DISPATCH[route.name][method];
     if (!entry) {
@@ -95,7 +129,16 @@ export function createRegistry(input: RegistryOptions): Registry {
     }
     const [handler, action] = entry;
     const scopes: Scope[] = action ? [{ repository: route.repository, actions: scopeActions(action) }] : [];
-    const principal = await access.identify(request, scopes);
+    let principal: unknown;
+    let refused: unknown;
+    try {
+      principal = await access.identify(request, scopes);
+      tracker.identify(tracked, principal);
+    } catch (error) {
+      refused = error; // rate-limited all the same (by address): failed logins count too
+    }
+    await limitRate(options, { request, principal, principalName: tracked.facts.principal, route, client: tracked.facts.client });
+    if (refused) throw refused;
     if (action) await access.require(principal, action, route.repository, scopes);
     const ctx: Context = {
       request,
@@ -121,12 +164,13 @@ export function createRegistry(input: RegistryOptions): Registry {
       // Before any await: an 'error' nobody hears (a body stream that fails while auth runs)
       // would take the host's whole process down. Readers add their own listeners later.
       request.body.on('error', ignore);
-      const seen: { route?: RouteName } = {};
+      const tracked = tracker.begin(request);
       let response: BerthResponse | undefined;
       try {
-        response = await dispatch(request, seen);
+        response = await dispatch(request, tracked);
       } catch (error) {
-        response = renderError(error, request, events, seen.route);
+        tracked.facts.error = error;
+        response = renderError(error, request, events, tracked.facts.route as RouteName | undefined, tracked.facts.requestId);
         // An early answer reaches a client still sending its body only once the body is read.
         if (
           response.headers.Connection !== 'close' &&
@@ -136,9 +180,13 @@ export function createRegistry(input: RegistryOptions): Registry {
           response.headers.Connection = 'close';
         }
       }
-      if (!response) return undefined;
+      if (!response) {
+        tracker.forget(tracked);
+        return undefined;
+      }
       response.headers['Docker-Distribution-API-Version'] = 'registry/2.0';
       if (response.body instanceof Readable) response.body.on('error', ignore);
+      tracker.respond(tracked, response);
       return response;
     },
     sweepUploads,
@@ -149,10 +197,42 @@ export function createRegistry(input: RegistryOptions): Registry {
         : options.metadata.repositoryUsage(scope.repository)) as Registry['usage'],
     recomputeUsage: (recompute) =>
       options.metadata.recomputeUsage({ tenantOf: (repository) => access.tenant(repository), onProgress: recompute?.onProgress }),
-    async close() {
+    async health() {
+      const [blobs, metadata] = await Promise.all([
+        probes.blobs.check(options.healthTimeoutMs),
+        probes.metadata.check(options.healthTimeoutMs),
+      ]);
+      const closing = state !== 'open';
+      return { ok: blobs.ok && metadata.ok && !closing, blobs, metadata, ...(closing ? { closing } : {}) };
+    },
+    stats() {
+      let inFlight = 0;
+      let uploadsInProgress = 0;
+      for (const { method, route } of tracker.current()) {
+        inFlight++;
+        if ((route === 'upload' || route === 'uploads') && method !== 'GET' && method !== 'DELETE') uploadsInProgress++;
+      }
+      return { inFlight, uploadsInProgress, cache: structuredClone(cache.counts) };
+    },
+    observe: (handler, route, { level = 'info' } = {}) => observeHandler(tracker, handler, route, level),
+    async close({ timeoutMs = 30_000 } = {}) {
+      if (state !== 'open') return { inFlight: 0, cut: 0 };
+      state = 'closing';
+      const report = await tracker.drain(timeoutMs);
+      state = 'closed';
       await Promise.all([options.blobs.close?.(), options.metadata.close()]);
+      return report;
     },
   };
+}
+
+/** 429 TOOMANYREQUESTS with Retry-After when the `rateLimit` hook says so. */
+async function limitRate(options: ResolvedOptions, input: Parameters<NonNullable<ResolvedOptions['rateLimit']>>[0]): Promise<void> {
+  if (!options.rateLimit) return;
+  const wait = await options.rateLimit(input);
+  if (wait === undefined || !(wait > 0)) return;
+  const seconds = String(Math.ceil(wait));
+  throw new OciError('TOOMANYREQUESTS', { detail: { retryAfterSeconds: Number(seconds) }, headers: { 'Retry-After': seconds } });
 }
 
 function ignore(): void {}
@@ -235,9 +315,15 @@ function isDiskFull(error: unknown): boolean {
 }
 
 /** The one place errors become responses: `{"errors":[...]}`; internals never leak. */
-export function renderError(error: unknown, request: BerthRequest, events: RegistryEventEmitter, route?: RouteName): BerthResponse {
+export function renderError(
+  error: unknown,
+  request: BerthRequest,
+  events: RegistryEventEmitter,
+  route?: RouteName,
+  requestId?: string,
+): BerthResponse {
   const { errors, failed } = toOciErrors(error, route);
-  if (failed) events.emit('request.failed', { error, method: request.method, url: request.url });
+  if (failed) events.emit('request.failed', { error, method: request.method, url: request.url, requestId });
   const first = errors[0];
   const response = json(first.status, { errors: errors.map((e) => e.toJSON()) }, { ...first.headers });
   if (request.method === 'HEAD') response.body = undefined;

@@ -11,7 +11,8 @@ import type { RequestHandler } from 'express';
  */
 export function berth(registry: BerthHandler): RequestHandler {
   return (req, res, next) => {
-    registry.handle({ method: req.method, url: req.url, headers: req.headers, body: req }).then((response) => {
+    const request = { method: req.method, url: req.url, headers: req.headers, body: req, remoteAddress: req.socket?.remoteAddress };
+    registry.handle(request).then((response) => {
       if (!response) return next();
       res.status(response.status);
       for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);

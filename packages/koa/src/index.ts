@@ -10,7 +10,14 @@ import type { Middleware } from 'koa';
  */
 export function berth(registry: BerthHandler): Middleware {
   return async (ctx, next) => {
-    const response = await registry.handle({ method: ctx.method, url: ctx.url, headers: ctx.headers, body: ctx.req });
+    const { req } = ctx;
+    const response = await registry.handle({
+      method: ctx.method,
+      url: ctx.url,
+      headers: ctx.headers,
+      body: req,
+      remoteAddress: req.socket?.remoteAddress,
+    });
     if (!response) return next();
     write(ctx, response);
   };

@@ -601,6 +601,11 @@ export class SqlMetadataStore implements MetadataStore {
     }
   }
 
+  /** `select 1` through the pool: a connection can be had and the database answers. */
+  async probe(): Promise<void> {
+    await this.run(() => this.db.raw('select 1'));
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

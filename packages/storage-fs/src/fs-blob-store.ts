@@ -23,6 +23,7 @@
  * never zero-filled), and a session resumed after a crash has no live hash in the core, so its
  * content is re-verified through `verify` at commit anyway.
  */
+import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
@@ -114,6 +115,8 @@ export class FsBlobStore implements BlobStore {
   readonly #writeHighWaterMark: number;
   readonly #readHighWaterMark: number;
   readonly #sendfile: boolean;
+  /** Whether a probe found the root once: from then on a missing root is a failure, not a fresh start. */
+  #rootSeen = false;
 
   constructor(options: FsBlobStoreOptions) {
     if (!options || typeof options.root !== 'string' || options.root === '') {
@@ -303,6 +306,25 @@ export class FsBlobStore implements BlobStore {
 
   async abortUpload(id: string, _state: UploadState): Promise<void> {
     await this.#unlinkIfPresent(this.#uploadPath(id), `abort upload ${id}`);
+  }
+
+  /**
+   * Creates and removes a small file under the root. The first probe creates a missing root (as
+   * the first write would); after that a missing root fails the probe instead of being made
+   * again, since a volume that went away must not be silently replaced by an empty directory.
+   */
+  async probe(): Promise<void> {
+    if (!this.#rootSeen) await this.#mkdir(this.root);
+    this.#rootSeen = true;
+    const path = join(this.root, `.probe-${process.pid}-${randomUUID()}`);
+    try {
+      const handle = await open(path, 'wx');
+      await handle.close();
+      await unlink(path);
+    } catch (err) {
+      const code = errnoCode(err) ?? 'error';
+      throw Object.assign(new UnavailableError(`cannot write to ${this.root}: ${code}`, this.name), { cause: err });
+    }
   }
 
   async close(): Promise<void> {

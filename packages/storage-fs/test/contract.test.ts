@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeBlobStore, Faults } from '@berthjs/testkit';
@@ -13,6 +13,11 @@ describeBlobStore('fs', async () => {
     listUploads: () => store.listUploads(),
     // A second replica sharing the directory (e.g. an NFS mount or a shared volume).
     reopen: async () => new FsBlobStore({ root }),
+    // The volume goes away: the store must not quietly make an empty directory in its place.
+    breakStorage: async () => {
+      await rename(root, `${root}.gone`);
+      return () => rename(`${root}.gone`, root);
+    },
   };
 });
 

@@ -12,6 +12,7 @@ import {
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
@@ -57,6 +58,11 @@ export class Bucket {
 
   private fail(message: string): StoreError {
     return new StoreError(message, this.store);
+  }
+
+  /** HeadBucket: the readiness probe. */
+  async probe(): Promise<void> {
+    await this.send('HeadBucket', () => this.client.send(new HeadBucketCommand({ Bucket: this.name })));
   }
 
   // ---- objects ---------------------------------------------------------------------------

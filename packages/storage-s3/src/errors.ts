@@ -10,12 +10,12 @@ interface SdkErrorShape {
 const NOT_FOUND = new Set(['NoSuchKey', 'NotFound', 'NoSuchUpload']);
 
 /** The S3 error code (or Node error code) of a failure, for matching and messages. */
-function errorCode(error: unknown): string | undefined {
+export function errorCode(error: unknown): string | undefined {
   const e = error as SdkErrorShape | undefined;
   return e?.name && e.name !== 'Error' ? e.name : e?.code;
 }
 
-function httpStatus(error: unknown): number | undefined {
+export function httpStatus(error: unknown): number | undefined {
   return (error as SdkErrorShape | undefined)?.$metadata?.httpStatusCode;
 }
 

@@ -1,3 +1,4 @@
+export { S3AccessError } from './access-check.js';
 export { S3BlobStore } from './s3-blob-store.js';
 export type { S3BlobStoreOptions } from './options.js';
 export type { S3UploadState } from './upload-state.js';

@@ -21,6 +21,7 @@ import type {
   VerifyContent,
 } from '@berthjs/core';
 import type { Readable } from 'node:stream';
+import { checkAccess } from './access-check.js';
 import { Bucket } from './bucket.js';
 import { KeyLayout } from './keys.js';
 import { MAX_PART_SIZE, MIN_PART_SIZE, MiB } from './multipart.js';
@@ -110,6 +111,21 @@ export class S3BlobStore implements BlobStore {
 
   sweepUploads(options: SweepOptions): Promise<number> {
     return sweepUploads(this.s3, this.layout, options);
+  }
+
+  /** One HeadBucket: the endpoint answers, the bucket exists and the credentials are accepted. */
+  probe(): Promise<void> {
+    return this.s3.probe();
+  }
+
+  /**
+   * A start-up check for operators, stricter than `probe`: credentials resolve, the bucket
+   * exists, and a tiny object can be written and deleted under the prefix. Rejects with an
+   * `S3AccessError` naming the problem; `retryable` says whether the gateway merely did not
+   * answer (unreachable, 5xx), as when replicas start before it.
+   */
+  checkAccess(): Promise<void> {
+    return checkAccess(this.client, this.bucket, this.prefix);
   }
 
   async close(): Promise<void> {

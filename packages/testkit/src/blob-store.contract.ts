@@ -34,6 +34,11 @@ export interface BlobStoreFixture {
    * When given, the suite checks that sessions continue across instances. The suite closes it.
    */
   reopen?: () => Promise<BlobStore>;
+  /**
+   * Make the backing storage unusable (remove the directory, cut the connection) and return how to
+   * bring it back. When given, the suite checks that `probe` fails meanwhile and passes again after.
+   */
+  breakStorage?: () => Promise<() => Promise<void>>;
 }
 
 export type BlobStoreFactory = () => Promise<BlobStoreFixture>;
@@ -166,6 +171,24 @@ export function describeBlobStore(name: string, factory: BlobStoreFactory): void
       if (minChunkLength !== undefined) assert.ok(Number.isSafeInteger(minChunkLength) && minChunkLength > 0, 'minChunkLength');
       if (redirect !== undefined) assert.equal(typeof redirect, 'boolean');
       if (redirect) assert.equal(typeof store.redirectUrl, 'function', 'redirect needs redirectUrl');
+    });
+
+    it('probe passes on a usable store, again and again, and leaves nothing behind', async (store) => {
+      await store.probe();
+      await store.probe();
+      assert.equal(await store.stat(EMPTY_SHA256), undefined);
+    });
+
+    it('probe fails while the backing storage is unusable, and passes once it is back', async (store, fixture, t) => {
+      if (!fixture.breakStorage) return t.skip('the fixture cannot break its storage');
+      await store.probe();
+      const restore = await fixture.breakStorage();
+      try {
+        await assert.rejects(store.probe());
+      } finally {
+        await restore();
+      }
+      await store.probe();
     });
 
     it('absent blobs: stat is undefined, read throws NotFoundError, delete is a no-op', async (store) => {

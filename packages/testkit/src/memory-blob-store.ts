@@ -171,6 +171,11 @@ export class MemoryBlobStore implements BlobStore {
     this.#data.uploads.delete(this.#id(id));
   }
 
+  /** Answers like a usable backend; unavailable once closed. */
+  async probe(): Promise<void> {
+    await this.#io();
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
   }

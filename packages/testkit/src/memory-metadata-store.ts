@@ -523,6 +523,11 @@ export class MemoryMetadataStore implements MetadataStore {
     for (const digest of digests) if (this.#data.blobs.get(digest)?.state === 'deleting') this.#data.blobs.delete(digest);
   }
 
+  /** Answers like a usable backend; unavailable once closed. */
+  async probe(): Promise<void> {
+    await this.#io();
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
   }

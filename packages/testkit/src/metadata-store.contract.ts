@@ -75,6 +75,11 @@ function describeRepositories(factory: MetadataStoreFactory): void {
     const names = ['b/c', 'a', 'a/b', 'a-b', 'a.b', 'a_b', 'ab', 'z'];
     const sorted = ['a', 'a-b', 'a.b', 'a/b', 'a_b', 'ab', 'b/c', 'z'];
 
+    it('answers its probe', async () => {
+      await t.store.probe();
+      await t.store.probe();
+    });
+
     it('starts empty', async () => {
       assert.deepEqual(await t.store.listRepositories(), []);
       assert.equal(await t.store.repositoryExists('a'), false);

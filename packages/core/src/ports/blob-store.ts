@@ -105,6 +105,12 @@ export interface BlobStore {
    * session). Returns how many leftovers were removed.
    */
   sweepUploads(options: SweepOptions): Promise<number>;
+  /**
+   * A cheap check that the store can serve now (the blob directory exists and takes a write; the
+   * bucket answers), for readiness probes (`registry.health()`). Rejects with an error naming
+   * the problem. Called every few seconds: it must not leave anything behind.
+   */
+  probe(): Promise<void>;
   /** Release connections, timers. */
   close?(): Promise<void>;
 }

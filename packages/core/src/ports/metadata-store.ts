@@ -274,5 +274,11 @@ export interface MetadataStore {
    */
   changeVersion?(): number;
 
+  /**
+   * A cheap round trip to the backend (e.g. `select 1`), for readiness probes
+   * (`registry.health()`). Rejects with an error naming the problem.
+   */
+  probe(): Promise<void>;
+
   close(): Promise<void>;
 }
