@@ -7,6 +7,10 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 
 export interface BerthProcess {
   url: string;
+  /** The `/metrics` URL, with `--metrics-port`. */
+  metricsUrl?: string;
+  /** Resolves when the process is gone, with its exit code (null when a signal ended it). */
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   child: ChildProcess;
   /** Log lines printed so far (JSON objects from pino). */
   logs: Record<string, unknown>[];
@@ -27,7 +31,9 @@ export function spawnBerth(args: string[], env: NodeJS.ProcessEnv = {}, { built 
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       // Never leave a server behind: it would keep the test process alive forever.
@@ -50,6 +56,8 @@ export function spawnBerth(args: string[], env: NodeJS.ProcessEnv = {}, { built 
         clearTimeout(timer);
         resolve({
           url: entry.url as string,
+          metricsUrl: entry.metricsUrl as string | undefined,
+          exit: exited,
           child,
           logs,
           async stop(signal = 'SIGTERM') {
@@ -58,6 +66,32 @@ export function spawnBerth(args: string[], env: NodeJS.ProcessEnv = {}, { built 
           },
         });
       }
+    });
+  });
+}
+
+export interface BerthRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run the built `berth` command to its end (or kill it after `timeoutMs`), collecting its output. */
+export function runBerth(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<BerthRun> {
+  const child = spawn(process.execPath, ['packages/cli/dist/bin.cjs', ...args], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  return new Promise((resolve) => {
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
     });
   });
 }

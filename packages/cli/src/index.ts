@@ -1,2 +1,3 @@
-export { serve, type RunningServer } from './serve.js';
-export { parseServeConfig, serveHelp, type ServeConfig } from './config.js';
+export { createLogger, serve, type RunningServer } from './serve.js';
+export { ConfigError, parseServeConfig, serveHelp, type ServeConfig } from './config.js';
+export { VERSION } from './version.js';
