@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { connect, createServer, type Socket } from 'node:net';
+import { tcpProxy } from './support/tcp-proxy.js';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { parseServeConfig } from '@berthjs/cli';
@@ -32,18 +32,19 @@ describe('berth serve S3 settings', () => {
   it('reads BERTH_S3_* variables and flags; no bucket means fs blobs', () => {
     assert.equal(parseServeConfig([], {}).s3, undefined);
     const env = parseServeConfig([], {
-      BERTH_S3_BUCKET: 'b',
+      BERTH_S3_BUCKET: 'bkt',
       BERTH_S3_ENDPOINT: 'http://s3:7480',
       BERTH_S3_REGION: 'auto',
       BERTH_S3_FORCE_PATH_STYLE: 'true',
       BERTH_S3_PREFIX: 'p/',
       BERTH_S3_PART_SIZE: '16MiB',
       BERTH_S3_REDIRECT: '1',
+      BERTH_DATABASE_URL: 'postgres://db/berth',
       BERTH_DATABASE_SCHEMA: 'tenant_a',
       BERTH_UPLOAD_LEASE_SECONDS: '5',
     });
     assert.deepEqual(env.s3, {
-      bucket: 'b',
+      bucket: 'bkt',
       endpoint: 'http://s3:7480',
       region: 'auto',
       forcePathStyle: true,
@@ -53,9 +54,11 @@ describe('berth serve S3 settings', () => {
     });
     assert.equal(env.databaseSchema, 'tenant_a');
     assert.equal(env.uploadLeaseMs, 5000);
-    const flags = parseServeConfig(['--s3-bucket', 'c', '--s3-force-path-style', '--s3-part-size', '5242880'], { BERTH_S3_BUCKET: 'b' });
+    const flags = parseServeConfig(['--s3-bucket', 'cbk', '--s3-force-path-style', '--s3-part-size', '5242880'], {
+      BERTH_S3_BUCKET: 'bkt',
+    });
     assert.deepEqual(flags.s3, {
-      bucket: 'c',
+      bucket: 'cbk',
       endpoint: undefined,
       region: undefined,
       forcePathStyle: true,
@@ -63,8 +66,8 @@ describe('berth serve S3 settings', () => {
       partSize: 5 * MiB,
       redirect: false,
     });
-    assert.equal(parseServeConfig(['--s3-bucket', 'c'], {}).s3?.partSize, 8 * MiB);
-    assert.throws(() => parseServeConfig(['--s3-bucket', 'c', '--s3-part-size', '8MB'], {}), /--s3-part-size/);
+    assert.equal(parseServeConfig(['--s3-bucket', 'cbk'], {}).s3?.partSize, 8 * MiB);
+    assert.throws(() => parseServeConfig(['--s3-bucket', 'cbk', '--s3-part-size', '8MB'], {}), /--s3-part-size/);
   });
 });
 
@@ -392,7 +395,10 @@ function describeS3(env: S3TestEnv) {
       await pushChunked([a], name, data, [MiB]);
       const open = await rawRequest(a.url, `/v2/${name}/blobs/uploads/`, { method: 'POST' });
       const location = open.header('location')!;
-      const dead = await berth([], { BERTH_S3_ENDPOINT: `http://127.0.0.1:${await closedPort()}` });
+      // Reachable at start (berth serve checks the bucket before it serves), then cut off.
+      const proxy = await tcpProxy(new URL(env.endpoint));
+      const dead = await berth([], { BERTH_S3_ENDPOINT: proxy.url });
+      proxy.cut();
 
       const requests: [string, () => Promise<RawResponse>][] = [
         ['POST upload', () => rawRequest(dead.url, `/v2/${name}/blobs/uploads/`, { method: 'POST' })],
@@ -415,6 +421,7 @@ function describeS3(env: S3TestEnv) {
       assert.equal(status.header('range'), '0-0');
       const put = await rawRequest(a.url, withDigest(location, sha256(data)), { method: 'PUT', body: data });
       assert.equal(put.status, 201, put.text);
+      await proxy.close();
     });
 
     it('answers 503 when S3 drops mid-PATCH and keeps the session at its last good offset', async () => {
@@ -465,6 +472,7 @@ function describeS3(env: S3TestEnv) {
       });
       assert.equal(resumed.status, 201, resumed.text);
       assert.equal(await digestOfGet(b.url, `/v2/${name}/blobs/${sha256(data)}`), sha256(data));
+      await proxy.close();
     });
 
     /**
@@ -625,38 +633,3 @@ function parseHwm(pid: number, status: string): number {
 }
 
 const mb = (bytes: number) => (bytes / 1e6).toFixed(0);
-
-/** A TCP proxy to `target`; `cut()` drops every connection and refuses new ones. */
-async function tcpProxy(target: URL): Promise<{ port: number; cut(): void }> {
-  const sockets = new Set<Socket>();
-  const server = createServer((client) => {
-    const upstream = connect(Number(target.port), target.hostname);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => undefined);
-      s.on('close', () => {
-        sockets.delete(s);
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as { port: number }).port,
-    cut() {
-      server.close();
-      for (const s of sockets) s.resetAndDestroy();
-    },
-  };
-}
-
-/** A loopback port with nothing listening on it. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}

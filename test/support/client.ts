@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import assert from 'node:assert/strict';
 
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -126,4 +126,25 @@ export function assertError(res: RawResponse, status: number, code?: string) {
   assert.ok(Array.isArray(body.errors) && body.errors.length > 0, res.text);
   assert.equal(body.errors[0].code, code, res.text);
   assert.equal(typeof body.errors[0].message, 'string');
+}
+
+/** Open an upload session; its Location. */
+export async function startSession(base: string, repository: string): Promise<string> {
+  const res = await rawRequest(base, `/v2/${repository}/blobs/uploads/`, { method: 'POST' });
+  assert.equal(res.status, 202, res.text);
+  return res.header('location')!;
+}
+
+/**
+ * A streamed PATCH (chunked, no Content-Range) whose body the test writes piece by piece, or
+ * stops writing; `response` resolves with the response, or with the error when it was cut.
+ */
+export function streamedPatch(base: string, location: string): { req: ClientRequest; response: Promise<IncomingMessage | Error> } {
+  const { hostname, port } = new URL(base);
+  const req = httpRequest({ hostname, port, path: location, method: 'PATCH', agent: false, headers: { 'Transfer-Encoding': 'chunked' } });
+  const response = new Promise<IncomingMessage | Error>((resolve) => {
+    req.once('response', resolve);
+    req.once('error', resolve);
+  });
+  return { req, response };
 }

@@ -30,6 +30,8 @@ export async function tcpProxy(target: { hostname: string; port: string | number
     upstream.on('close', () => client.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  // A proxy a test forgot to close must not keep the test process alive.
+  server.unref();
   const { port } = server.address() as { port: number };
   return {
     url: `http://127.0.0.1:${port}`,

@@ -4,7 +4,7 @@
  * otherwise only show at the first push.
  */
 import { randomBytes } from 'node:crypto';
-import { DeleteObjectCommand, HeadBucketCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { Bucket } from './bucket.js';
 import { errorCode, httpStatus } from './errors.js';
 
 /** Why `checkAccess` failed; `retryable` when the gateway did not answer (yet). */
@@ -22,8 +22,10 @@ export class S3AccessError extends Error {
 const DENIED = new Set(['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'Forbidden']);
 
 /** Credentials resolve, the bucket exists, and a tiny object can be written and deleted under `prefix`. */
-export async function checkAccess(client: S3Client, bucket: string, prefix: string): Promise<void> {
-  const fail = (what: string, error: unknown): never => {
+export async function checkAccess(bucket: Bucket, prefix: string): Promise<void> {
+  const fail = (what: string, mapped: unknown): never => {
+    // Bucket's store errors keep the SDK's failure as their cause.
+    const error = (mapped as { cause?: unknown })?.cause ?? mapped;
     const code = errorCode(error) ?? 'Error';
     const status = httpStatus(error);
     const reason =
@@ -35,13 +37,11 @@ export async function checkAccess(client: S3Client, bucket: string, prefix: stri
             ? `access denied (${code}${status ? `, HTTP ${status}` : ''}): check the credentials and the bucket policy`
             : `${code}${status ? ` (HTTP ${status})` : ''}: ${(error as Error)?.message ?? String(error)}`;
     const retryable = code !== 'CredentialsProviderError' && (status === undefined || status >= 500 || status === 429);
-    throw new S3AccessError(`bucket ${bucket}: ${what} failed: ${reason}`, retryable, error);
+    throw new S3AccessError(`bucket ${bucket.name}: ${what} failed: ${reason}`, retryable, error);
   };
   const key = `${prefix}berth-check-${randomBytes(8).toString('hex')}`;
-  await client.config.credentials().catch((error: unknown) => fail('loading credentials', error));
-  await client.send(new HeadBucketCommand({ Bucket: bucket })).catch((error: unknown) => fail('HeadBucket', error));
-  await client
-    .send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: Buffer.from('berth'), ContentLength: 5 }))
-    .catch((error: unknown) => fail(`PutObject ${key}`, error));
-  await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch((error: unknown) => fail(`DeleteObject ${key}`, error));
+  await bucket.client.config.credentials().catch((error: unknown) => fail('loading credentials', error));
+  await bucket.probe().catch((error: unknown) => fail('HeadBucket', error));
+  await bucket.put(key, Buffer.from('berth')).catch((error: unknown) => fail(`PutObject ${key}`, error));
+  await bucket.delete(key).catch((error: unknown) => fail(`DeleteObject ${key}`, error));
 }

@@ -125,7 +125,7 @@ export class S3BlobStore implements BlobStore {
    * answer (unreachable, 5xx), as when replicas start before it.
    */
   checkAccess(): Promise<void> {
-    return checkAccess(this.client, this.bucket, this.prefix);
+    return checkAccess(this.s3, this.prefix);
   }
 
   async close(): Promise<void> {
