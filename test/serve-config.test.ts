@@ -214,8 +214,9 @@ if (s3)
       const proxy = await tcpProxy(new URL(s3.endpoint));
       proxy.cut();
       const starting = spawnBerth([...base().slice(3), '--s3-bucket', bucket, '--s3-endpoint', proxy.url], keys, { built: true });
-      // Longer than the SDK's own retries of one request take.
-      await new Promise((resolve) => setTimeout(resolve, 3000));
+      // More connections than the SDK's own attempts at one request: berth itself retried.
+      for (let i = 0; i < 600 && proxy.refused < 4; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.ok(proxy.refused >= 4, `${proxy.refused} connections while the gateway was down`);
       proxy.restore();
       const server = await starting;
       try {

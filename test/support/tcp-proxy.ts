@@ -4,6 +4,8 @@ export interface TcpProxy {
   /** `http://127.0.0.1:<port>`: point a client here instead of at the target. */
   url: string;
   port: number;
+  /** Connections reset while cut. */
+  readonly refused: number;
   /** Drop every connection and reset new ones: the target looks down. */
   cut(): void;
   /** Pass connections through again. */
@@ -15,6 +17,7 @@ export interface TcpProxy {
 export async function tcpProxy(target: { hostname: string; port: string | number }): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let open = true;
+  let refused = 0;
   const track = (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -22,7 +25,10 @@ export async function tcpProxy(target: { hostname: string; port: string | number
   };
   const server = createServer((client) => {
     track(client);
-    if (!open) return client.resetAndDestroy();
+    if (!open) {
+      refused++;
+      return client.resetAndDestroy();
+    }
     const upstream = connect(Number(target.port), target.hostname);
     track(upstream);
     client.pipe(upstream).pipe(client);
@@ -36,6 +42,9 @@ export async function tcpProxy(target: { hostname: string; port: string | number
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    get refused() {
+      return refused;
+    },
     cut() {
       open = false;
       for (const socket of sockets) socket.destroy();
