@@ -200,7 +200,7 @@ describe('health()', () => {
     });
     server = await startRegistry(
       'koa',
-      { open: async () => ({ blobs: opened.blobs, metadata: hanging }), destroy: stores.destroy },
+      { ...stores, open: async () => ({ blobs: opened.blobs, metadata: hanging }) },
       { healthTimeoutMs: 300 },
     );
   });

@@ -6,6 +6,7 @@ import {
   UnavailableError,
   UnsupportedError,
   type BerthHandler,
+  type CollectReport,
   type Registry,
   type RequestFacts,
 } from '@berthjs/core';
@@ -37,7 +38,10 @@ export interface BerthMetrics {
   register: PromRegistry;
   /** Answers `GET /metrics` in Prometheus' text format; mount it with the Koa or Express adapter. */
   handler: BerthHandler;
-  /** Count one garbage collection run. */
+  /**
+   * Count one garbage collection run. Runs of `registry.collectGarbage()` are counted already
+   * (from `gc.completed`); call it for a run that failed (`failed: true`) or ran elsewhere.
+   */
   recordGc(report: GcRunReport): void;
   /** Stop following the registry (its metrics stay registered). */
   close(): void;
@@ -143,6 +147,16 @@ export function berthMetrics(registry: Registry, options: BerthMetricsOptions = 
     if (facts.error instanceof StoreError) storeErrors.inc({ store: facts.error.store, kind: errorKind(facts.error) });
   };
   registry.events.on('request.completed', onCompleted);
+  const recordGc = (report: GcRunReport) => {
+    gcRuns.inc({ result: report.failed ? 'failed' : 'ok' });
+    gcBlobs.inc(report.blobsDeleted);
+    gcBytes.inc(report.bytesFreed);
+  };
+  // Dry runs delete nothing; skipped ones are not emitted (another replica collected).
+  const onGc = (report: CollectReport) => {
+    if (!report.skipped && !report.dryRun) recordGc(report);
+  };
+  registry.events.on('gc.completed', onGc);
 
   return {
     register,
@@ -155,13 +169,10 @@ export function berthMetrics(registry: Registry, options: BerthMetricsOptions = 
         return { status: 200, headers, body: request.method === 'HEAD' ? undefined : body };
       },
     },
-    recordGc(report) {
-      gcRuns.inc({ result: report.failed ? 'failed' : 'ok' });
-      gcBlobs.inc(report.blobsDeleted);
-      gcBytes.inc(report.bytesFreed);
-    },
+    recordGc,
     close() {
       registry.events.off('request.completed', onCompleted);
+      registry.events.off('gc.completed', onGc);
     },
   };
 }
