@@ -22,9 +22,7 @@ describe('express-app: a deployment dashboard with a registry inside', () => {
     server = createServer(app);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    close = async () => {
-      await registry.close();
-    };
+    close = () => registry.close();
   });
   after(async () => {
     server?.closeAllConnections();

@@ -165,8 +165,8 @@ export async function serve(config: ServeConfig, log: Logger = createLogger(conf
           const idle = setInterval(() => server.closeIdleConnections(), 100);
           server.closeIdleConnections();
           try {
-            const { cut } = await registry.close({ timeoutMs: config.shutdownTimeoutMs });
-            return { cut };
+            await registry.close({ timeoutMs: config.shutdownTimeoutMs });
+            return { cut: registry.stats().closed?.cut ?? 0 };
           } finally {
             clearInterval(idle);
             server.closeAllConnections();

@@ -75,8 +75,9 @@ export interface Registry extends BerthHandler {
    * Drain, then close the stores: requests in flight (and any that arrive meanwhile) get up to
    * `timeoutMs` (default 30 s) to finish; the rest are cut (their streams destroyed, so an upload
    * stays resumable at its last complete chunk). Requests after that answer 503 UNAVAILABLE.
+   * How many were in flight and how many were cut: `stats().closed`.
    */
-  close(options?: { timeoutMs?: number }): Promise<DrainReport>;
+  close(options?: { timeoutMs?: number }): Promise<void>;
 }
 
 export interface RegistryStats {
@@ -86,6 +87,8 @@ export interface RegistryStats {
   uploadsInProgress: number;
   /** Read cache lookups since the start, per kind. */
   cache: Record<CacheKind, { hits: number; misses: number }>;
+  /** Once `close()` has drained: requests in flight when it began, and how many it had to cut. */
+  closed?: DrainReport;
 }
 
 export function createRegistry(input: RegistryOptions): Registry {
@@ -109,6 +112,7 @@ export function createRegistry(input: RegistryOptions): Registry {
   const tracker = new RequestTracker({ ...options, events });
   const probes = { blobs: new StoreProbe(options.blobs), metadata: new StoreProbe(options.metadata) };
   let state: 'open' | 'closing' | 'closed' = 'open';
+  let closed: DrainReport | undefined;
 
   async function dispatch(request: BerthRequest, tracked: ReturnType<RequestTracker['begin']>): Promise<BerthResponse | undefined> {
     const { path, query } = splitUrl(request.url);
@@ -212,16 +216,15 @@ export function createRegistry(input: RegistryOptions): Registry {
         inFlight++;
         if ((route === 'upload' || route === 'uploads') && method !== 'GET' && method !== 'DELETE') uploadsInProgress++;
       }
-      return { inFlight, uploadsInProgress, cache: structuredClone(cache.counts) };
+      return { inFlight, uploadsInProgress, cache: structuredClone(cache.counts), ...(closed ? { closed: { ...closed } } : {}) };
     },
     observe: (handler, route, { level = 'info' } = {}) => observeHandler(tracker, handler, route, level),
     async close({ timeoutMs = 30_000 } = {}) {
-      if (state !== 'open') return { inFlight: 0, cut: 0 };
+      if (state !== 'open') return;
       state = 'closing';
-      const report = await tracker.drain(timeoutMs);
+      closed = await tracker.drain(timeoutMs);
       state = 'closed';
       await Promise.all([options.blobs.close?.(), options.metadata.close()]);
-      return report;
     },
   };
 }
