@@ -478,7 +478,9 @@ function parseFlags(args: string[], extra: CommandOptions): Partial<Record<strin
   try {
     const { values } = parseArgs({
       args,
-      options: Object.fromEntries([...Object.entries(SERVE_OPTIONS), ...Object.entries(extra)].map(([name, o]) => [name, { type: o.type }])),
+      options: Object.fromEntries(
+        [...Object.entries(SERVE_OPTIONS), ...Object.entries(extra)].map(([name, o]) => [name, { type: o.type }]),
+      ),
       strict: true,
       allowPositionals: false,
     });
@@ -530,7 +532,8 @@ const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3
 export function duration(name: string, text: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/i.exec(text.trim());
   const value = m ? Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? 's').toLowerCase()]) : NaN;
-  if (!Number.isSafeInteger(value)) throw new ConfigError(`--${name}: must be a duration (e.g. 24h, 30m, 90s, or seconds), got ${JSON.stringify(text)}`);
+  if (!Number.isSafeInteger(value))
+    throw new ConfigError(`--${name}: must be a duration (e.g. 24h, 30m, 90s, or seconds), got ${JSON.stringify(text)}`);
   return value;
 }
 

@@ -1,22 +1,17 @@
-import { randomUUID } from 'node:crypto';
-import { mkdir, open, readFile, unlink } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import Koa from 'koa';
 import { pino, type Logger } from 'pino';
-import { createRegistry, tokenBucket, type BerthHandler, type BlobStore, type MetadataStore, type Registry } from '@berthjs/core';
+import { createRegistry, tokenBucket, type BerthHandler, type Registry } from '@berthjs/core';
 import { Htpasswd } from '@berthjs/auth';
 import { berth } from '@berthjs/koa';
 import { berthMetrics } from '@berthjs/metrics';
-import { createSqlMetadataStore } from '@berthjs/metadata-sql';
-import { FsBlobStore } from '@berthjs/storage-fs';
-import type { S3BlobStore } from '@berthjs/storage-s3';
 import { serveAuth } from './auth.js';
 import { scheduleCollections } from './gc.js';
 import { openStores, registryOptions } from './stores.js';
-import { ConfigError, redactUrl, type ServeConfig } from './config.js';
+import { ConfigError, type ServeConfig } from './config.js';
 import { VERSION } from './version.js';
 
 export interface RunningServer {
