@@ -8,10 +8,13 @@
 // The S3 scenario (bench/s3.mjs) runs when S3_ENDPOINT is set: Berth on S3 + Postgres, Distribution
 // on the same gateway and the gateway itself (presigned PUT/GET), alternating in the same way.
 //
-// Options: --scenarios push,chunked,pull,requests,s3  --rounds 5  --blob-mib 256  --concurrency 4  --chunk-mib 8  --seconds 8
+// The hostile soak (bench/soak.mjs) runs normal and hostile clients together against Berth and
+// Distribution in turn, sampling their memory.
+//
+// Options: --scenarios push,chunked,pull,requests,s3,soak  --rounds 5  --blob-mib 256  --concurrency 4  --chunk-mib 8  --seconds 8
 //          --connections 64  --pull-threads <cores>  --servers berth,distribution,cluster  --profile  --out <file>|-
 //          --s3-servers berth,distribution,raw  --s3-blob-mib 64  --s3-big-mib 256  --s3-concurrency 4
-//          --s3-cases s3Push4,s3Chunked4,s3Push1
+//          --s3-cases s3Push4,s3Chunked4,s3Push1  --soak-seconds 180  --soak-manifests 2000  --soak-servers berth,distribution
 // --profile starts Berth with --cpu-prof and leaves .cpuprofile files in bench/profiles/.
 import { execFileSync } from 'node:child_process';
 import { availableParallelism, loadavg } from 'node:os';
@@ -23,6 +26,7 @@ import { MiB, newBlob } from './data.mjs';
 import { MANIFEST_ACCEPT, pullRun, pushRun, pushSmallImage, rate } from './load.mjs';
 import { S3_METRICS, machine, markdown, printTable, s3TableRows, summarize, tableRows } from './report.mjs';
 import { s3Env, startS3Targets } from './s3.mjs';
+import { soakScenario } from './soak.mjs';
 import { cpuSeconds, sampleRss, startServer } from './servers.mjs';
 
 const { values: opts } = parseArgs({
@@ -37,12 +41,15 @@ const { values: opts } = parseArgs({
     connections: { type: 'string', default: '64' },
     'pull-threads': { type: 'string', default: String(availableParallelism()) },
     servers: { type: 'string', default: 'berth,distribution,cluster' },
-    scenarios: { type: 'string', default: 'push,chunked,pull,requests,s3' },
+    scenarios: { type: 'string', default: 'push,chunked,pull,requests,s3,soak' },
     's3-servers': { type: 'string', default: 'berth,distribution,raw' },
     's3-blob-mib': { type: 'string', default: '64' },
     's3-big-mib': { type: 'string', default: '256' },
     's3-concurrency': { type: 'string', default: '4' },
     's3-cases': { type: 'string', default: 's3Push4,s3Chunked4,s3Push1' },
+    'soak-seconds': { type: 'string', default: '180' },
+    'soak-manifests': { type: 'string', default: '2000' },
+    'soak-servers': { type: 'string', default: 'berth,distribution' },
     profile: { type: 'boolean', default: false },
     out: { type: 'string', default: fileURLToPath(new URL('results/latest.md', import.meta.url)) },
   },
@@ -250,6 +257,17 @@ async function main() {
   if (scenarios.has('s3')) {
     if (s3Env()) sections.push(await s3Scenario());
     else log('S3 scenario skipped: S3_ENDPOINT is not set (set -a; eval "$(../shared/s3/start-rgw.sh)"; set +a)');
+  }
+  if (scenarios.has('soak')) {
+    const soak = await soakScenario({
+      kinds: opts['soak-servers'].split(',').filter(Boolean),
+      seconds: Number(opts['soak-seconds']),
+      manifests: Number(opts['soak-manifests']),
+      log,
+    });
+    console.log();
+    printTable(soak.rows);
+    sections.push(soak);
   }
   if (opts.out !== '-' && sections.length > 0) {
     const load = (l) => l.map((n) => n.toFixed(2)).join(', ');
