@@ -14,6 +14,8 @@ export interface RegistryEvents {
   'upload.aborted': [{ repository: string; id: string; reason: 'cancelled' | 'expired' | 'digest-mismatch' | 'quota' }];
   /** A garbage collection finished (not emitted when it was skipped because another one runs). */
   'gc.completed': [CollectReport];
+  /** A garbage collection that held the lease failed; `report` counts what it did before. */
+  'gc.failed': [{ error: unknown; report: CollectReport }];
   /** A failure that became a 500 or 503: the host logs it; the client saw no internals. */
   'request.failed': [{ error: unknown; method: string; url: string; requestId?: string }];
   /** Every `/v2` request (and every request of a handler passed to `observe`), once its response is over. */

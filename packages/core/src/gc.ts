@@ -122,6 +122,10 @@ export class GarbageCollector {
       await pass.repositories();
       await pass.collectableBlobs();
       await pass.orphans();
+    } catch (error) {
+      report.durationMs = Date.now() - startedAt;
+      this.events.emit('gc.failed', { error, report });
+      throw error;
     } finally {
       await holder.release();
     }

@@ -40,7 +40,7 @@ export interface BerthMetrics {
   handler: BerthHandler;
   /**
    * Count one garbage collection run. Runs of `registry.collectGarbage()` are counted already
-   * (from `gc.completed`); call it for a run that failed (`failed: true`) or ran elsewhere.
+   * (from `gc.completed` and `gc.failed`); call it for a run made by another process.
    */
   recordGc(report: GcRunReport): void;
   /** Stop following the registry (its metrics stay registered). */
@@ -156,7 +156,11 @@ export function berthMetrics(registry: Registry, options: BerthMetricsOptions = 
   const onGc = (report: CollectReport) => {
     if (!report.skipped && !report.dryRun) recordGc(report);
   };
+  const onGcFailed = ({ report }: { report: CollectReport }) => {
+    if (!report.dryRun) recordGc({ ...report, failed: true });
+  };
   registry.events.on('gc.completed', onGc);
+  registry.events.on('gc.failed', onGcFailed);
 
   return {
     register,
@@ -173,6 +177,7 @@ export function berthMetrics(registry: Registry, options: BerthMetricsOptions = 
     close() {
       registry.events.off('request.completed', onCompleted);
       registry.events.off('gc.completed', onGc);
+      registry.events.off('gc.failed', onGcFailed);
     },
   };
 }

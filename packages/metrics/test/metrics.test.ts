@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { createRegistry } from '@berthjs/core';
-import { MemoryBlobStore, MemoryMetadataStore } from '@berthjs/testkit';
+import { Faults, MemoryBlobStore, MemoryMetadataStore } from '@berthjs/testkit';
 import { berthMetrics } from '../src/index.js';
 
 const request = (method: string, url: string, body: Buffer = Buffer.alloc(0)) => ({
@@ -43,6 +43,18 @@ describe('berthMetrics', () => {
     assert.match(text, new RegExp(`berth_gc_bytes_freed_total ${data.length}\\n`));
     // No repository name in any label.
     assert.doesNotMatch(text, /gc\/app/);
+    metrics.close();
+    await registry.close();
+  });
+
+  it('counts a collection that fails, with what it freed before', async () => {
+    const faults = new Faults();
+    const registry = createRegistry({ blobs: new MemoryBlobStore(), metadata: faults.wrap(new MemoryMetadataStore()) });
+    const metrics = berthMetrics(registry);
+    faults.fail('listRepositories', new Error('database went away'));
+    await assert.rejects(registry.collectGarbage({ gracePeriodMs: 0 }), /database went away/);
+    const text = await scrape(metrics.handler);
+    assert.match(text, /berth_gc_runs_total\{result="failed"\} 1\n/);
     metrics.close();
     await registry.close();
   });
