@@ -23,7 +23,7 @@ export interface S3BlobStoreOptions {
    * Keep every part the same size. Off (default), the part size doubles every 1,000 parts so that a
    * stream of unknown length can reach S3's 5 TiB limit within 10,000 parts. Turn it on for
    * providers that reject unequal parts (Cloudflare R2): blobs are then limited to
-   * 10,000 × partSize (80 GB at 8 MiB) unless the first chunk's length is known, in which case the
+   * 10,000 × partSize (80 GB at 8 MiB; more is refused with 413) unless the first chunk's length is known, in which case the
    * part size is raised once, up front, to fit.
    */
   equalPartSizes?: boolean;

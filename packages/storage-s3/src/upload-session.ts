@@ -19,6 +19,7 @@ import {
   IntegrityError,
   NotFoundError,
   StoreError,
+  TooLargeError,
   UnsupportedError,
   type UploadState,
   type VerifyContent,
@@ -107,7 +108,7 @@ export class MultipartSessions {
       sizeOf: (n) => partSizeFor(n, partSize, input.grow),
       concurrency: this.settings.partConcurrency,
       buffers: this.buffers,
-      tooManyParts: () => new UnsupportedError(`upload ${id} exceeds ${MAX_PARTS} parts`, this.store),
+      tooManyParts: () => tooManyParts(id, this.store),
       upload: (n, data) => this.bucket.uploadPart(input.key, input.uploadId, n, data),
     });
     // An append that touched neither a part nor a staged tail has not yet proven the session is
@@ -222,7 +223,7 @@ export class MultipartSessions {
       const parts = [...st.parts];
       if (st.tail) {
         const PartNumber = parts.length + 1;
-        if (PartNumber > MAX_PARTS) throw new UnsupportedError(`upload ${id} exceeds ${MAX_PARTS} parts`, this.store);
+        if (PartNumber > MAX_PARTS) throw tooManyParts(id, this.store);
         const ETag = await this.bucket.copyPart(st.key, st.uploadId, PartNumber, st.tail.key);
         parts.push({ PartNumber, ETag, size: st.tail.size });
       }
@@ -268,4 +269,9 @@ export class MultipartSessions {
     // Content-MD5 that some providers insist on and the SDK no longer sends.
     await Promise.all(keys.map((key) => this.bucket.deleteQuietly(key)));
   }
+}
+
+/** S3 holds at most 10,000 parts per object: more bytes than that make the blob too large for it (413). */
+function tooManyParts(id: string, store: string): TooLargeError {
+  return new TooLargeError(`upload ${id} is too large: S3 objects hold at most ${MAX_PARTS} parts`, store);
 }

@@ -4,8 +4,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { ListPartsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { ConflictError, IntegrityError, NotFoundError, UnavailableError, type UploadState } from '@berthjs/core';
-import type { S3BlobStore, S3UploadState } from '../src/index.js';
+import { ConflictError, IntegrityError, NotFoundError, TooLargeError, UnavailableError, type UploadState } from '@berthjs/core';
+import { MAX_PARTS, partSizeFor, type S3BlobStore, type S3UploadState } from '../src/index.js';
 import {
   MiB,
   createBucket,
@@ -230,6 +230,23 @@ if (env) {
       await assert.rejects(store.appendUpload(id, state, 2, Readable.from([Buffer.from('x')])), ConflictError);
       await assert.rejects(store.commitUpload(id, state, 4, sha256(Buffer.from('abcd'))), IntegrityError);
       await store.abortUpload(id, state);
+    });
+
+    it('refuses bytes past part 10,000 as too large (413), leaving the session as it was', async () => {
+      const id = newId();
+      const created = (await store.createUpload(id)) as S3UploadState;
+      // A session that already holds 10,000 full parts (their ETags are never sent: nothing is
+      // completed), as a stream of unknown length past 10,000 × partSize would reach.
+      const parts = Array.from({ length: MAX_PARTS }, (_, i) => ({
+        PartNumber: i + 1,
+        ETag: `"fake-${i + 1}"`,
+        size: partSizeFor(i + 1, created.partSize, created.grow),
+      }));
+      const full: S3UploadState = { ...created, parts };
+      const held = parts.reduce((sum, p) => sum + p.size, 0);
+      await assert.rejects(store.appendUpload(id, full, held, Readable.from([Buffer.from('x')]), 1), TooLargeError);
+      assert.deepEqual(await listKeys(client, bucket, `uploads/${id}/`), [], 'nothing staged');
+      await store.abortUpload(id, created);
     });
 
     it('deduplicates: a second upload of the same bytes is discarded', async () => {
