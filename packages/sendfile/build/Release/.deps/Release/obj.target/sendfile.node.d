@@ -1,1 +1,0 @@
-cmd_Release/obj.target/sendfile.node := g++ -o Release/obj.target/sendfile.node -shared -pthread -rdynamic -m64  -Wl,-soname=sendfile.node -Wl,--start-group Release/obj.target/sendfile/native/sendfile.o -Wl,--end-group 

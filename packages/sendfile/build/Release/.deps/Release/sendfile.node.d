@@ -1,1 +1,0 @@
-cmd_Release/sendfile.node := ln -f "Release/obj.target/sendfile.node" "Release/sendfile.node" 2>/dev/null || (rm -rf "Release/sendfile.node" && cp -af "Release/obj.target/sendfile.node" "Release/sendfile.node")
