@@ -4,6 +4,12 @@ import { join } from 'node:path';
 import { describeBlobStore, Faults } from '@berthjs/testkit';
 import { FsBlobStore } from '@berthjs/storage-fs';
 
+/** The data directory disappears, as an unmounted volume would; the returned function puts it back. */
+async function unmount(root: string): Promise<() => Promise<void>> {
+  await rename(root, `${root}.gone`);
+  return () => rename(`${root}.gone`, root);
+}
+
 describeBlobStore('fs', async () => {
   const root = await mkdtemp(join(tmpdir(), 'berth-fs-contract-'));
   const store = new FsBlobStore({ root });
@@ -14,10 +20,7 @@ describeBlobStore('fs', async () => {
     // A second replica sharing the directory (e.g. an NFS mount or a shared volume).
     reopen: async () => new FsBlobStore({ root }),
     // The volume goes away: the store must not quietly make an empty directory in its place.
-    breakStorage: async () => {
-      await rename(root, `${root}.gone`);
-      return () => rename(`${root}.gone`, root);
-    },
+    breakStorage: () => unmount(root),
   };
 });
 
@@ -30,5 +33,6 @@ describeBlobStore('fs behind Faults', async () => {
     cleanup: () => rm(root, { recursive: true, force: true }),
     listUploads: () => store.listUploads(),
     reopen: async () => new Faults().wrap(new FsBlobStore({ root })),
+    breakStorage: () => unmount(root),
   };
 });

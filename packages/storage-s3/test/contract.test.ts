@@ -1,7 +1,7 @@
 // The shared BlobStore contract on a real S3: one bucket per run, one prefix per test.
 import { after, before } from 'node:test';
 import { randomBytes } from 'node:crypto';
-import type { S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { describeBlobStore } from '@berthjs/testkit';
 import { createBucket, deleteBucket, emptyBucket, listKeys, listUploads, requireS3, s3Client, storeFor } from './s3-env.js';
 
@@ -31,6 +31,13 @@ if (env) {
         ...(await listKeys(client, bucket, `${prefix}uploads/`)),
       ],
       reopen: async () => open(),
+      // The bucket goes away (this test's prefix is the only thing in it) and comes back empty.
+      breakStorage: async () => {
+        await deleteBucket(client, bucket);
+        return async () => {
+          await client.send(new CreateBucketCommand({ Bucket: bucket }));
+        };
+      },
     };
   });
 }

@@ -36,6 +36,8 @@ interface BlobData {
   uploads: Map<string, Buffer[]>;
   /** Last write of each blob (`b:<digest>`) and session (`u:<id>`), epoch ms, for listings and sweeps. */
   written: Map<string, number>;
+  /** While set, every call of every replica fails as a lost backend would (see `outage()`). */
+  down: boolean;
 }
 
 /** Everything a MemoryBlobStore holds, as plain sorted data: compare two with deepEqual, or restore one. */
@@ -54,7 +56,7 @@ export class MemoryBlobStore implements BlobStore {
   readonly name = 'memory';
   readonly capabilities: BlobStoreCapabilities;
   #closed = false;
-  #data: BlobData = { blobs: new Map(), uploads: new Map(), written: new Map() };
+  #data: BlobData = { blobs: new Map(), uploads: new Map(), written: new Map(), down: false };
 
   constructor(options: MemoryBlobStoreOptions = {}) {
     this.capabilities = options.minChunkLength === undefined ? {} : { minChunkLength: options.minChunkLength };
@@ -176,6 +178,18 @@ export class MemoryBlobStore implements BlobStore {
     await this.#io();
   }
 
+  /**
+   * The shared backend becomes unusable for this store and its replicas, as a lost volume would:
+   * every call fails with UnavailableError until the returned function brings it back (for tests
+   * of health checks and outage handling).
+   */
+  outage(): () => void {
+    this.#data.down = true;
+    return () => {
+      this.#data.down = false;
+    };
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
   }
@@ -213,6 +227,7 @@ export class MemoryBlobStore implements BlobStore {
   async #io(): Promise<void> {
     await yieldToLoop();
     if (this.#closed) throw new UnavailableError('store is closed', this.name);
+    if (this.#data.down) throw new UnavailableError('backend unavailable', this.name);
   }
 
   #session(id: string): Buffer[] {

@@ -4,7 +4,16 @@ import { describeBlobStore, describeMetadataStore, Faults, MemoryBlobStore, Memo
 
 describeBlobStore('memory', async () => {
   const store = new MemoryBlobStore();
-  return { store, cleanup: async () => {}, listUploads: () => store.listUploads(), reopen: async () => store.replica() };
+  return {
+    store,
+    cleanup: async () => {},
+    listUploads: () => store.listUploads(),
+    reopen: async () => store.replica(),
+    breakStorage: async () => {
+      const restore = store.outage();
+      return async () => restore();
+    },
+  };
 });
 
 describeMetadataStore('memory', async () => {
@@ -20,6 +29,11 @@ describeBlobStore('memory behind Faults', async () => {
     cleanup: async () => {},
     listUploads: () => store.listUploads(),
     reopen: async () => faults.wrap(store.replica()),
+    // Through the wrapper: the store's own outage, not a rule (a rule would only test the wrapper).
+    breakStorage: async () => {
+      const restore = store.outage();
+      return async () => restore();
+    },
   };
 });
 
