@@ -85,8 +85,7 @@ describe('optional database drivers', () => {
       await assert.rejects(opening, {
         message: `better-sqlite3 13.0.0 needs Node 22 or later (this is Node ${process.versions.node}): npm install better-sqlite3@12`,
       });
-    }),
-  );
+    }));
 
   it('with the driver installed, the store opens', async () => {
     const store = await createSqlMetadataStore({ filename: join(dir, 'c.sqlite') });
