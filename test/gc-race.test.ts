@@ -6,6 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { inspect } from 'node:util';
 import { requireS3 } from '@berthjs/storage-s3/testing';
 import { OCI_MANIFEST, randomBlob, sha256, TestClient } from './support/client.js';
 import { startRegistry, type RunningRegistry } from './support/servers.js';
@@ -29,12 +30,17 @@ for (const [name, makeStores, iterations, replicaCount] of stacks) {
   describe(`pushes racing back-to-back collections on ${name}`, () => {
     let stores: StoreSet;
     let replicas: RunningRegistry[];
+    const failures: string[] = [];
     before(async () => {
       stores = await makeStores();
       // Pushes go to every replica; two collection loops run (on each replica, or both on the one).
       const options = { tenantOf: (repository: string) => repository.split('/')[0] };
       replicas = [];
       for (let i = 0; i < replicaCount; i++) replicas.push(await startRegistry('koa', stores, options));
+      // A 500 is a bug: what threw is reported with the failure, not only "500 UNKNOWN".
+      for (const replica of replicas) {
+        replica.registry.events.on('request.failed', ({ error, method, url }) => failures.push(`${method} ${url}: ${inspect(error)}`));
+      }
     });
     after(async () => {
       for (const replica of replicas ?? []) await replica.stop();
@@ -138,10 +144,14 @@ for (const [name, makeStores, iterations, replicaCount] of stacks) {
 
       try {
         await Promise.all(Array.from({ length: PUSHERS }, (_, p) => pusher(p)));
+      } catch (error) {
+        if (failures.length > 0) assert.fail(`${inspect(error)}\nthe registry failed: ${failures.join('\n')}`);
+        throw error;
       } finally {
         stop = true;
         await Promise.all(collectors);
       }
+      assert.deepEqual(failures, [], 'no request failed');
       // And once more after a last collection, with nothing else going on.
       await replicas[0].registry.collectGarbage({ gracePeriodMs: 0, untagged: true });
       const client = new TestClient(replicas[replicas.length - 1].url);
