@@ -48,6 +48,20 @@ export class Ledger {
     return row.tenant as string;
   }
 
+  /**
+   * Lock the blob row, creating it live if missing, and read its state. An upsert rather than
+   * insert-or-ignore then select: a collection forgetting the row between those two statements
+   * would leave nothing to lock, where the upsert waits for it and then makes the row again.
+   */
+  async takeBlob(digest: string, size: number): Promise<{ state: 'live' | 'deleting'; run: string | null }> {
+    const { trx } = this;
+    await trx('blobs')
+      .insert({ digest, size, state: 'live', run: null, touched_at: this.now })
+      .onConflict('digest')
+      .merge({ digest: trx.raw('??', ['blobs.digest']) });
+    return trx('blobs').first('state', 'run').where({ digest });
+  }
+
   /** Lock an existing repository row; undefined when there is none. */
   async lockRepository(name: string): Promise<{ tenant: string } | undefined> {
     return this.lock(this.trx('repositories').first('tenant').where({ name }), 'update');
@@ -108,11 +122,9 @@ export class Ledger {
   /** A repository with no manifest and no link left leaves the catalog (its row is locked by the caller). */
   async endRepositoryIfEmpty(name: string): Promise<boolean> {
     const { trx } = this;
-    const [link, manifest] = await Promise.all([
-      trx('blob_links').first('digest').where({ repository: name }),
-      trx('manifests').first('digest').where({ repository: name }),
-    ]);
-    if (link || manifest) return false;
+    // One statement at a time: a transaction is one connection, and pg refuses overlapping queries on it.
+    if (await trx('blob_links').first('digest').where({ repository: name })) return false;
+    if (await trx('manifests').first('digest').where({ repository: name })) return false;
     await trx('tags').where({ repository: name }).del();
     await trx('repositories').where({ name }).del();
     return true;

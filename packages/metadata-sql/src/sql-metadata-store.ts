@@ -344,8 +344,7 @@ export class SqlMetadataStore implements MetadataStore {
       const { trx } = ledger;
       const upload = await this.uploadOrThrow(trx, id);
       // The blob row is the one place a commit and a collection of this digest meet.
-      await trx('blobs').insert({ digest, size, state: 'live', run: null, touched_at: ledger.now }).onConflict('digest').ignore();
-      const blob = await ledger.lock(trx('blobs').first('state', 'run').where({ digest }), 'update');
+      const blob = await ledger.takeBlob(digest, size);
       if (blob.state === 'deleting') {
         const lease = await trx('leases').first('holder', 'until').where({ name: GC_LEASE });
         const abandoned = !lease || lease.holder !== blob.run || Number(lease.until) <= ledger.now;
@@ -484,13 +483,10 @@ export class SqlMetadataStore implements MetadataStore {
       if (!(await ledger.lockRepository(repository))) return false;
       const row = await trx('manifests').first('subject', 'created_at').where({ repository, digest });
       if (!row || Number(row.created_at) >= cutoff) return false;
-      const [tag, parent, subject] = await Promise.all([
-        trx('tags').first('name').where({ repository, digest }),
-        trx('manifest_children').first('manifest').where({ repository, child: digest }),
-        row.subject === null ? undefined : trx('manifests').first('digest').where({ repository, digest: row.subject }),
-      ]);
       // Locally unreferenced implies unreachable: no tag, no index and no subject can keep it.
-      if (tag || parent || subject) return false;
+      if (await trx('tags').first('name').where({ repository, digest })) return false;
+      if (await trx('manifest_children').first('manifest').where({ repository, child: digest })) return false;
+      if (row.subject !== null && (await trx('manifests').first('digest').where({ repository, digest: row.subject }))) return false;
       await this.dropManifest(ledger, repository, digest);
       await ledger.endRepositoryIfEmpty(repository);
       await this.announce(ledger);
@@ -558,12 +554,11 @@ export class SqlMetadataStore implements MetadataStore {
           'update',
         );
         const byDigest = new Map(rows.map((r) => [r.digest as string, r]));
-        const [linked, referenced, committing] = await Promise.all([
-          trx('blob_links').whereIn('digest', batch).distinct().pluck('digest'),
-          trx('manifest_blobs').whereIn('blob', batch).distinct().pluck('blob'),
-          trx('uploads').whereIn('committing', batch).distinct().pluck('committing'),
+        const inUse = new Set<string>([
+          ...(await trx('blob_links').whereIn('digest', batch).distinct().pluck('digest')),
+          ...(await trx('manifest_blobs').whereIn('blob', batch).distinct().pluck('blob')),
+          ...(await trx('uploads').whereIn('committing', batch).distinct().pluck('committing')),
         ]);
-        const inUse = new Set<string>([...linked, ...referenced, ...committing]);
         for (const digest of batch) {
           const row = byDigest.get(digest);
           if (!row) {
