@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { createDashboard } from '../examples/express-app/src/app.js';
 import { createApp } from '../examples/koa-app/src/app.js';
+import { createService } from '../examples/node-http/src/server.js';
 import { makeOciLayout, requireCommand } from './support/oci-layout.js';
 
 const run = promisify(execFile);
@@ -75,6 +76,20 @@ const EXAMPLES: Example[] = [
     fields: ['login', 'password'],
     repository: 'initech/web',
     heading: 'Deploy dashboard',
+  },
+  {
+    name: 'node-http',
+    async start(dir) {
+      let base = '';
+      const { server, registry } = await createService(dir, () => base);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      return { server, base, close: () => registry.close() };
+    },
+    login: ['build-bot', 'bot-secret'],
+    fields: ['account', 'secret'],
+    repository: 'ci/app',
+    heading: 'Build console',
   },
 ];
 

@@ -6,6 +6,7 @@ import { basicAuth, createTokenEndpoint, tokenAuth, type BasicPrincipal } from '
 import { createRegistry, type BerthHandler, type BerthResponse, type Registry } from '@berthjs/core';
 import { createSqlMetadataStore } from '@berthjs/metadata-sql';
 import { FsBlobStore } from '@berthjs/storage-fs';
+import { createConsole } from './console.js';
 
 /** The service's own users: a build bot that pushes `ci/*` and a reader of everything. */
 const USERS: Record<string, { password: string; push: boolean }> = {
@@ -14,16 +15,18 @@ const USERS: Record<string, { password: string; push: boolean }> = {
 };
 
 /**
- * A plain node:http service: its own `/health` and `/status` routes, plus Berth and its token
+ * A plain node:http service: its own console page (`/`), `/health` and `/status`, plus Berth and its token
  * endpoint, each asked in turn (`handle` resolves to undefined for paths it does not own).
  */
 export async function createService(dataDir: string, publicUrl: () => string): Promise<{ server: Server; registry: Registry }> {
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const checkPassword = (user: string, password: string) => Object.hasOwn(USERS, user) && USERS[user].password === password;
+  const metadata = await createSqlMetadataStore({ filename: join(dataDir, 'registry.sqlite') });
   const tokens = createTokenEndpoint({
     signingKey: { key: privateKey },
     service: 'node-http-registry',
     issuer: 'node-http-registry',
-    authenticate: basicAuth({ verifyPassword: (user, password) => USERS[user]?.password === password }).authenticate,
+    authenticate: basicAuth({ verifyPassword: checkPassword }).authenticate,
     authorize: ({ principal, action, repository }) => {
       const user = principal === undefined ? undefined : USERS[(principal as BasicPrincipal).username];
       return !!user && (action === 'pull' || (user.push && action === 'push' && repository.startsWith('ci/')));
@@ -32,7 +35,7 @@ export async function createService(dataDir: string, publicUrl: () => string): P
   });
   const registry = createRegistry({
     blobs: new FsBlobStore({ root: join(dataDir, 'blobs') }),
-    metadata: await createSqlMetadataStore({ filename: join(dataDir, 'registry.sqlite') }),
+    metadata,
     ...tokenAuth({
       realm: () => `${publicUrl()}/token`,
       service: 'node-http-registry',
@@ -43,6 +46,7 @@ export async function createService(dataDir: string, publicUrl: () => string): P
   let pushes = 0;
   registry.events.on('manifest.pushed', () => pushes++);
   const handlers: BerthHandler[] = [tokens, registry];
+  const site = createConsole(metadata, checkPassword, () => pushes);
 
   const server = createServer({ connectionsCheckingInterval: 5_000 }, async (req, res) => {
     try {
@@ -57,6 +61,7 @@ export async function createService(dataDir: string, publicUrl: () => string): P
         const response = await handler.handle(request);
         if (response) return await write(req, res, response);
       }
+      if (await site(req, res)) return;
       if (req.url === '/health') return json(res, 200, { ok: true });
       if (req.url === '/status') return json(res, 200, { pushes, uptimeSeconds: Math.round(process.uptime()) });
       json(res, 404, { error: 'not found' });
