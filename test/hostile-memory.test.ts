@@ -146,3 +146,43 @@ describe('hostile memory: the read cache', () => {
     assert.ok(grown < 12 * MiB, `memory grew by ${Math.round(grown / MiB)} MiB`);
   });
 });
+
+describe('hostile memory: referrers carrying large annotations', () => {
+  const LIMIT = 64 * 1024;
+  const fixture = useHosts(['koa'], embeddedStores, { maxManifestBytes: LIMIT }).get('koa')!;
+
+  it('ends a referrers page before it passes the manifest size limit; the pages hold every referrer once', async () => {
+    const { client } = fixture;
+    const subject = await client.pushImage('refs/app', 'v1');
+    const config = await client.pushBlob('refs/app', Buffer.from('{}'));
+    const pushed: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const body = Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: OCI_MANIFEST,
+          artifactType: 'application/vnd.example.sbom',
+          config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: config, size: 2 },
+          layers: [],
+          subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.size },
+          annotations: { pad: `${i}-`.padEnd(20_000, 'x') },
+        }),
+      );
+      assert.equal((await client.req(`/v2/refs/app/manifests/${sha256(body)}`, { method: 'PUT', body, headers: MANIFEST })).status, 201);
+      pushed.push(sha256(body));
+    }
+    const seen: string[] = [];
+    let url: string | undefined = `/v2/refs/app/referrers/${subject.digest}`;
+    let pages = 0;
+    while (url) {
+      const res = await client.req(url);
+      assert.equal(res.status, 200);
+      assert.ok(res.body.length <= LIMIT, `a page of ${res.body.length} bytes`);
+      seen.push(...res.json().manifests.map((m: { digest: string }) => m.digest));
+      pages++;
+      url = /<([^>]+)>/.exec(String(res.headers.link ?? ''))?.[1];
+    }
+    assert.ok(pages >= 4, `${pages} pages`);
+    assert.deepEqual(seen.sort(), pushed.sort());
+  });
+});
