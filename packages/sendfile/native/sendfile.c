@@ -30,7 +30,8 @@ typedef struct {
   uv_poll_t poll;
   int socket_fd, file_fd;
   off_t offset;
-  int64_t remaining, sent;
+  int64_t remaining;
+  atomic_llong sent;  // written by the step on the threadpool, read by progress() on the main thread
   int error; // errno of the failure, FILE_ENDED, or 0
   atomic_int cancelled;
   int waiting;  // poll active
@@ -47,7 +48,7 @@ static void run_step(napi_env env, void* data) {
     ssize_t n = sendfile(t->socket_fd, t->file_fd, &t->offset, count);
     if (n > 0) {
       t->remaining -= n;
-      t->sent += n;
+      atomic_fetch_add(&t->sent, n);
     } else if (n == 0) {
       t->error = FILE_ENDED;
       return;
@@ -83,7 +84,7 @@ static void finish(napi_env env, transfer_t* t) {
     napi_create_int32(env, t->error == FILE_ENDED ? 0 : t->error, &code);
     napi_set_named_property(env, argv[0], "errno", code);
   }
-  napi_create_int64(env, t->sent, &argv[1]);
+  napi_create_int64(env, (int64_t)atomic_load(&t->sent), &argv[1]);
   napi_delete_reference(env, t->callback);
   uv_close((uv_handle_t*)&t->poll, on_closed);
   napi_call_function(env, global, callback, 2, argv, NULL);
@@ -213,6 +214,22 @@ static napi_value cancel(napi_env env, napi_callback_info info) {
   }
   return NULL;
 }
+
+// progress(handle) -> bytes sent so far, for a transfer whose callback has not run yet (after
+// it, the handle's memory is gone). Lets the caller end a transfer the client stopped reading.
+static napi_value progress(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  void* data;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1 || napi_get_value_external(env, argv[0], &data) != napi_ok) {
+    napi_throw_type_error(env, NULL, "progress(handle)");
+    return NULL;
+  }
+  napi_value sent;
+  napi_create_int64(env, (int64_t)atomic_load(&((transfer_t*)data)->sent), &sent);
+  return sent;
+}
 #endif
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -222,6 +239,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "start", fn);
   napi_create_function(env, "cancel", NAPI_AUTO_LENGTH, cancel, NULL, &fn);
   napi_set_named_property(env, exports, "cancel", fn);
+  napi_create_function(env, "progress", NAPI_AUTO_LENGTH, progress, NULL, &fn);
+  napi_set_named_property(env, exports, "progress", fn);
 #endif
   return exports;
 }

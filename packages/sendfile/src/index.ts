@@ -13,6 +13,8 @@ interface Addon {
     done: (error: NodeJS.ErrnoException | null, sent: number) => void,
   ): unknown;
   cancel(transfer: unknown): void;
+  /** Bytes sent so far; only before the callback ran. */
+  progress(transfer: unknown): number;
 }
 
 /**
@@ -53,30 +55,63 @@ export interface SendFileError extends NodeJS.ErrnoException {
   sent: number;
 }
 
+export interface SendFileOptions {
+  /**
+   * End the transfer with ETIMEDOUT once no byte has gone out for this long (ms): a client that
+   * stopped reading would otherwise hold the file and the connection forever. 0: wait forever.
+   */
+  idleMs?: number;
+}
+
 /**
  * Sends `length` bytes of `fileFd` from `offset` to `socket`'s connection with sendfile(2), so the
  * bytes go from the page cache to the socket without passing through this process. Nothing else
  * may write to the socket until it settles. Resolves when every byte is in the socket's buffer;
  * rejects with an errno error (`code` EPIPE, ECONNRESET, ...; ECANCELED when the socket closed
- * first; EINVAL or ENOSYS where the file's filesystem cannot splice) whose `sent` says how many
- * bytes went out. The caller may close `fileFd` at any time: the transfer uses its own duplicate.
+ * first; ETIMEDOUT after `idleMs` without progress; EINVAL or ENOSYS where the file's filesystem
+ * cannot splice) whose `sent` says how many bytes went out. The caller may close `fileFd` at any
+ * time: the transfer uses its own duplicate.
  */
-export function sendFile(socket: Socket, fileFd: number, offset: number, length: number): Promise<void> {
+export function sendFile(socket: Socket, fileFd: number, offset: number, length: number, options: SendFileOptions = {}): Promise<void> {
   const socketFd = descriptorOf(socket);
   if (!addon || socketFd === undefined) return Promise.reject(new Error('sendFile: no zero-copy path for this socket'));
-  const { start, cancel } = addon;
+  const { start, cancel, progress } = addon;
+  const idleMs = options.idleMs ?? 0;
   return new Promise((resolve, reject) => {
     let settled = false;
+    let stalled = false;
+    let watchdog: NodeJS.Timeout | undefined;
     // Node closing its socket leaves the connection open through our duplicate: stop at once.
     const onClose = () => settled || cancel(transfer);
     const transfer = start(socketFd, fileFd, offset, length, (error, sent) => {
       settled = true;
+      clearInterval(watchdog);
       socket.off('close', onClose);
       if (!error) return resolve();
-      error.code = error.errno ? errnoNames.get(error.errno) : 'ERR_FILE_TOO_SHORT';
+      error.code = stalled ? 'ETIMEDOUT' : error.errno ? errnoNames.get(error.errno) : 'ERR_FILE_TOO_SHORT';
+      if (stalled) error.message = `no byte went out for ${idleMs} ms`;
       reject(Object.assign(error, { sent }));
     });
     socket.once('close', onClose);
+    if (idleMs > 0) {
+      let seen = 0;
+      let since = Date.now();
+      watchdog = setInterval(
+        () => {
+          if (settled) return;
+          const sent = progress(transfer);
+          if (sent !== seen) {
+            seen = sent;
+            since = Date.now();
+          } else if (Date.now() - since >= idleMs) {
+            stalled = true;
+            clearInterval(watchdog);
+            cancel(transfer);
+          }
+        },
+        Math.max(10, Math.min(1000, idleMs / 4)),
+      ).unref();
+    }
   });
 }
 

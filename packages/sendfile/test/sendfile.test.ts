@@ -91,6 +91,42 @@ describe('sendFile', { skip: !sendfileAvailable && 'no sendfile(2) here' }, () =
     assert.ok((await received).equals(content));
   });
 
+  test('idleMs ends a transfer the client stopped reading, with ETIMEDOUT and what went out', async (t) => {
+    const fd = await fileWith(t, randomBytes(48 * MiB));
+    const { server, client } = await socketPair(t);
+    client.pause();
+    const started = Date.now();
+    await assert.rejects(sendFile(server, fd, 0, 48 * MiB, { idleMs: 300 }), (err: NodeJS.ErrnoException & { sent: number }) => {
+      assert.equal(err.code, 'ETIMEDOUT');
+      assert.ok(err.sent > 0 && err.sent < 48 * MiB, `sent ${err.sent}`);
+      return true;
+    });
+    const took = Date.now() - started;
+    assert.ok(took >= 300 && took < 3000, `gave up after ${took} ms`);
+  });
+
+  test('idleMs spares a slow client that keeps reading', async (t) => {
+    // About 3 MB/s; the socket wakes the sender only when a third of its buffer is free again,
+    // so the gaps between steps are a few hundred ms at this pace.
+    const content = randomBytes(8 * MiB);
+    const fd = await fileWith(t, content);
+    const { server, client } = await socketPair(t);
+    const chunks: Buffer[] = [];
+    client.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      // Each pause is shorter than idleMs, all of them together far longer.
+      client.pause();
+      setTimeout(() => client.resume(), 20);
+    });
+    const ended = once(client, 'end');
+    const started = Date.now();
+    await sendFile(server, fd, 0, content.length, { idleMs: 1500 });
+    server.end();
+    await ended;
+    assert.ok(Buffer.concat(chunks).equals(content));
+    assert.ok(Date.now() - started > 1500, `the transfer outlived idleMs (${Date.now() - started} ms)`);
+  });
+
   test('the caller may close its descriptor as soon as the transfer started', async (t) => {
     const content = randomBytes(4 * MiB);
     const dir = await mkdtemp(join(tmpdir(), 'berth-sendfile-'));
