@@ -1,7 +1,7 @@
 // Interleavings on Postgres that a load test hits only now and then, forced here step by step:
 // another connection holds a row lock, the store's statement queues behind it, and the holder
 // changes the row before letting go.
-import { it } from 'node:test';
+import { it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -23,9 +23,10 @@ async function someoneWaits(holder: pg.Client, self: number): Promise<void> {
   assert.fail('the store never queued behind the held lock');
 }
 
-it('a commit that queues behind a collection forgetting the same blob row starts on a fresh row', async (t) => {
+/** A store in a schema of its own, and a second connection (`holder`) to hold its rows' locks. */
+async function openRace(t: TestContext) {
   const url = await postgresUrl(t);
-  if (!url) return;
+  if (!url) return undefined;
   const schema = `berth_race_${randomUUID().replaceAll('-', '')}`;
   const store = await createSqlMetadataStore({ url, schema });
   const holder = new pg.Client({ connectionString: url });
@@ -37,6 +38,13 @@ it('a commit that queues behind a collection forgetting the same blob row starts
   await holder.connect();
   await holder.query(`SET search_path TO "${schema}"`);
   const self = (await holder.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+  return { store, holder, self };
+}
+
+it('a commit that queues behind a collection forgetting the same blob row starts on a fresh row', async (t) => {
+  const race = await openRace(t);
+  if (!race) return;
+  const { store, holder, self } = race;
 
   // A collection has claimed the bytes (no row knew them) and is about to forget the row.
   const marked = await store.markBlobsDeleting([{ digest: DIGEST, size: 3 }], 'run-1', Date.now());
@@ -61,19 +69,9 @@ it('a commit that queues behind a collection forgetting the same blob row starts
 });
 
 it('a commit that queues behind a collection marking the blob sees it deleting', async (t) => {
-  const url = await postgresUrl(t);
-  if (!url) return;
-  const schema = `berth_race_${randomUUID().replaceAll('-', '')}`;
-  const store = await createSqlMetadataStore({ url, schema });
-  const holder = new pg.Client({ connectionString: url });
-  t.after(async () => {
-    await holder.end().catch(() => undefined);
-    await store.close();
-    await query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-  });
-  await holder.connect();
-  await holder.query(`SET search_path TO "${schema}"`);
-  const self = (await holder.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+  const race = await openRace(t);
+  if (!race) return;
+  const { store, holder, self } = race;
 
   await store.createUpload({ id: 'u0', repository: 'acme/app', tenant: 'acme', state: {}, algorithm: undefined });
   assert.deepEqual(await store.beginCommit('u0', DIGEST, 3), { status: 'ready' });

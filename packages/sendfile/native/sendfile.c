@@ -195,17 +195,23 @@ static napi_value start(napi_env env, napi_callback_info info) {
   return handle;
 }
 
-// cancel(handle): stop a transfer whose callback has not run yet; the callback gets ECANCELED.
-static napi_value cancel(napi_env env, napi_callback_info info) {
+// The transfer a call's one argument names (a handle from start), or NULL with a TypeError thrown.
+static transfer_t* transfer_arg(napi_env env, napi_callback_info info, const char* usage) {
   size_t argc = 1;
   napi_value argv[1];
   void* data;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 1 || napi_get_value_external(env, argv[0], &data) != napi_ok) {
-    napi_throw_type_error(env, NULL, "cancel(handle)");
+    napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  transfer_t* t = data;
+  return data;
+}
+
+// cancel(handle): stop a transfer whose callback has not run yet; the callback gets ECANCELED.
+static napi_value cancel(napi_env env, napi_callback_info info) {
+  transfer_t* t = transfer_arg(env, info, "cancel(handle)");
+  if (!t) return NULL;
   atomic_store(&t->cancelled, 1);
   if (t->waiting) {
     uv_poll_stop(&t->poll);
@@ -218,16 +224,10 @@ static napi_value cancel(napi_env env, napi_callback_info info) {
 // progress(handle) -> bytes sent so far, for a transfer whose callback has not run yet (after
 // it, the handle's memory is gone). Lets the caller end a transfer the client stopped reading.
 static napi_value progress(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  void* data;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 1 || napi_get_value_external(env, argv[0], &data) != napi_ok) {
-    napi_throw_type_error(env, NULL, "progress(handle)");
-    return NULL;
-  }
+  transfer_t* t = transfer_arg(env, info, "progress(handle)");
+  if (!t) return NULL;
   napi_value sent;
-  napi_create_int64(env, (int64_t)atomic_load(&((transfer_t*)data)->sent), &sent);
+  napi_create_int64(env, (int64_t)atomic_load(&t->sent), &sent);
   return sent;
 }
 #endif
