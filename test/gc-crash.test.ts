@@ -1,9 +1,9 @@
 // `berth gc` as separate processes on fs + SQLite and S3 + Postgres, configured like `berth serve`:
 // a collection killed with SIGKILL in the middle of deleting is completed by the next run, and
 // two collecting at once do no harm (one runs, the other finds the lease taken or nothing left).
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -91,6 +91,12 @@ interface Run {
   kill(): void;
 }
 
+/** Runs not ended yet: a test that fails or times out must not leave one collecting under the next test. */
+const running = new Set<ChildProcess>();
+const killRunning = () => {
+  for (const child of running) child.kill('SIGKILL');
+};
+
 /** `berth gc <args>` from the sources; `onStderr` sees its progress as it comes. */
 function berthGc(args: string[], env: NodeJS.ProcessEnv, onStderr?: (text: string, run: Run) => void): Run {
   const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', 'packages/cli/src/bin.cts', 'gc', ...args], {
@@ -98,6 +104,8 @@ function berthGc(args: string[], env: NodeJS.ProcessEnv, onStderr?: (text: strin
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -130,6 +138,7 @@ for (const [name, makeStack] of stacks) {
       ({ blobs, metadata } = await stack.open());
       registry = createRegistry({ blobs, metadata, tenantOf: (r) => r.split('/')[0] });
     });
+    afterEach(killRunning);
     after(async () => {
       await registry?.close();
       await stack?.destroy();
