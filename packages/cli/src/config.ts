@@ -23,6 +23,8 @@ export interface ServeConfig {
   bodyIdleTimeoutMs: number;
   /** ...and must average at least this many bytes per second over each such window. */
   bodyMinBytesPerSecond: number;
+  /** A response the client reads nothing of for this long (ms) is ended (0: never). */
+  sendIdleTimeoutMs: number;
   /** A client must send its request headers within this long (ms). */
   headerTimeoutMs: number;
   /** Upload requests streamed at once; more get 429. */
@@ -136,6 +138,12 @@ export const SERVE_OPTIONS = {
     env: 'BERTH_BODY_MIN_BYTES_PER_SECOND',
     default: '256',
     help: 'a request body must average this many bytes/s over each --body-idle-timeout window, or it is ended (0: any byte will do)',
+  },
+  'send-idle-timeout': {
+    type: 'string',
+    env: 'BERTH_SEND_IDLE_TIMEOUT_SECONDS',
+    default: '60',
+    help: 'end a response whose client reads nothing of it for this many seconds (0: never)',
   },
   'header-timeout': {
     type: 'string',
@@ -425,6 +433,7 @@ function serveConfig(values: Partial<Record<string, string | boolean>>, env: Nod
     uploadLeaseMs: integer('upload-lease', 1) * 1000,
     bodyIdleTimeoutMs: integer('body-idle-timeout', 0) * 1000,
     bodyMinBytesPerSecond: integer('body-min-rate', 0),
+    sendIdleTimeoutMs: integer('send-idle-timeout', 0) * 1000,
     headerTimeoutMs: integer('header-timeout', 1) * 1000,
     maxConcurrentUploads: integer('max-concurrent-uploads', 1),
     readCacheBytes: size('read-cache-size'),

@@ -73,6 +73,7 @@ export async function serve(config: ServeConfig, log: Logger = createLogger(conf
       maxManifestBytes: config.maxManifestBytes,
       bodyIdleTimeoutMs: config.bodyIdleTimeoutMs,
       bodyMinBytesPerSecond: config.bodyMinBytesPerSecond,
+      sendIdleTimeoutMs: config.sendIdleTimeoutMs,
       maxConcurrentUploads: config.maxConcurrentUploads,
       readCacheMaxBytes: config.readCacheBytes,
       manifestMemoryBytes: config.manifestMemoryBytes,

@@ -23,6 +23,8 @@ export interface BerthResponse {
   status: number;
   headers: Record<string, string>;
   body?: Buffer | Readable;
+  /** End the body, closing the connection, when the client reads nothing of it for this long (ms); see `sendIdleTimeoutMs`. */
+  idleTimeoutMs?: number;
 }
 
 /** Anything that answers Berth requests (the registry, the token endpoint of @berthjs/auth): adapters mount any of them. */

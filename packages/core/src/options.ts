@@ -84,6 +84,13 @@ export interface RegistryOptions extends AuthHooks {
    * connection and an upload lease forever). Default 256; 0: any byte per window will do.
    */
   bodyMinBytesPerSecond?: number;
+  /**
+   * A response body the client reads nothing of for this long (ms) is ended and its connection
+   * closed: a download nobody reads would hold its file or S3 stream, its socket and (for a
+   * large manifest) `manifestMemoryBytes` forever. Enforced by the adapters' Node writer
+   * (`writeResponse`). Default 60 s; 0 disables.
+   */
+  sendIdleTimeoutMs?: number;
   /** Upload requests (PATCH, PUT, monolithic POST) this process streams at once; more get 429 TOOMANYREQUESTS with Retry-After. Default 128. */
   maxConcurrentUploads?: number;
   /**
@@ -140,6 +147,7 @@ export function resolveOptions(options: RegistryOptions): ResolvedOptions {
     maxManifestElements: DEFAULT_MANIFEST_LIMITS.maxElements,
     bodyIdleTimeoutMs: 60_000,
     bodyMinBytesPerSecond: 256,
+    sendIdleTimeoutMs: 60_000,
     maxConcurrentUploads: 128,
     trustProxy: false,
     principalName: defaultPrincipalName,

@@ -190,6 +190,7 @@ export function createRegistry(input: RegistryOptions): Registry {
       }
       response.headers['Docker-Distribution-API-Version'] = 'registry/2.0';
       if (response.body instanceof Readable) response.body.on('error', ignore);
+      if (response.body && options.sendIdleTimeoutMs > 0) response.idleTimeoutMs = options.sendIdleTimeoutMs;
       tracker.respond(tracked, response);
       return response;
     },
