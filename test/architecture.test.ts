@@ -15,16 +15,20 @@ function sources(dir: string): string[] {
 
 describe('architecture', () => {
   it('keeps the core free of web frameworks and storage drivers', () => {
-    const imports = /from\s+['"]([^'"]+)['"]/g;
     // lru-cache bounds the core's caches in bytes; it has no dependencies of its own.
     const allowed = new Set(['lru-cache']);
+    // The Node writer sends file-range bodies with sendfile(2) where the addon loads; optional.
+    const optional = new Set(['@berthjs/sendfile']);
+    const imports = /(?:from\s+|import\()['"]([^'"]+)['"]/g;
     for (const file of sources(join(packages, 'core', 'src'))) {
       for (const [, spec] of readFileSync(file, 'utf8').matchAll(imports)) {
-        assert.ok(spec.startsWith('.') || spec.startsWith('node:') || allowed.has(spec), `${file} imports ${spec}`);
+        const ok = spec.startsWith('.') || spec.startsWith('node:') || allowed.has(spec) || optional.has(spec);
+        assert.ok(ok, `${file} imports ${spec}`);
       }
     }
     const manifest = JSON.parse(readFileSync(join(packages, 'core', 'package.json'), 'utf8'));
     assert.deepEqual(Object.keys(manifest.dependencies ?? {}), [...allowed]);
+    assert.deepEqual(Object.keys(manifest.optionalDependencies ?? {}), [...optional]);
   });
 
   it('keeps each adapter small (≤ 80 lines)', () => {

@@ -3,11 +3,10 @@
 // `request.failed` event, and raw-socket clients that misbehave on purpose.
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
-import { pipeline } from 'node:stream/promises';
-import { createRegistry, type BerthHandler, type BerthResponse, type BlobStore, type MetadataStore, type Registry } from '@berthjs/core';
+import { createRegistry, type BerthHandler, type BlobStore, type MetadataStore, type Registry } from '@berthjs/core';
 import { after, before } from 'node:test';
 import { TestClient } from './client.js';
-import { hostApp, type ExtraOptions } from './servers.js';
+import { hostApp, nodeHandler, type ExtraOptions } from './servers.js';
 import type { StoreSet } from './stores.js';
 
 export type HostName = 'koa' | 'express' | 'node';
@@ -86,26 +85,6 @@ export function useHosts(
     await stores?.destroy();
   });
   return fixtures;
-}
-
-/** What examples/node-http does: ask `handle`, copy status and headers, then bytes or the stream. */
-function nodeHandler(handler: BerthHandler): Parameters<typeof createServer>[1] {
-  return async (req, res) => {
-    const response: BerthResponse | undefined = await handler.handle({
-      method: req.method ?? 'GET',
-      url: req.url ?? '/',
-      headers: req.headers,
-      body: req,
-    });
-    if (!response) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(response.status, response.headers);
-    if (!response.body || req.method === 'HEAD') res.end();
-    else if (Buffer.isBuffer(response.body)) res.end(response.body);
-    else await pipeline(response.body, res).catch(() => undefined);
-  };
 }
 
 /** An HTTP/1.1 request head: `PATCH /x` plus headers, ending in the blank line. */

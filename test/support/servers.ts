@@ -2,7 +2,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import Koa from 'koa';
-import { createRegistry, type BerthHandler, type Registry, type RegistryOptions } from '@berthjs/core';
+import {
+  createRegistry,
+  writeResponse,
+  type BerthHandler,
+  type NodeWriteOptions,
+  type Registry,
+  type RegistryOptions,
+} from '@berthjs/core';
 import { berth as berthExpress } from '@berthjs/express';
 import { berth as berthKoa } from '@berthjs/koa';
 import type { StoreSet } from './stores.js';
@@ -35,6 +42,23 @@ export function hostApp(adapter: AdapterName, registry: BerthHandler, { quiet = 
     res.json({ ok: true });
   });
   return app;
+}
+
+/** What examples/node-http does: ask `handle`, then `writeResponse` (404 when not Berth's). */
+export function nodeHandler(handler: BerthHandler, options: NodeWriteOptions = {}): Parameters<typeof createServer>[1] {
+  return async (req, res) => {
+    const response = await handler.handle({
+      method: req.method ?? 'GET',
+      url: req.url ?? '/',
+      headers: req.headers,
+      body: req,
+    });
+    if (!response) {
+      res.writeHead(404).end();
+      return;
+    }
+    await writeResponse(res, response, options).catch(() => undefined);
+  };
 }
 
 export async function startRegistry(adapter: AdapterName, stores: StoreSet, extra: ExtraOptions = {}, port = 0): Promise<RunningRegistry> {

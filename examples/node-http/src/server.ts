@@ -1,9 +1,8 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { basicAuth, createTokenEndpoint, tokenAuth, type BasicPrincipal } from '@berthjs/auth';
-import { createRegistry, type BerthHandler, type BerthResponse, type Registry } from '@berthjs/core';
+import { createRegistry, writeResponse, type BerthHandler, type Registry } from '@berthjs/core';
 import { createSqlMetadataStore } from '@berthjs/metadata-sql';
 import { FsBlobStore } from '@berthjs/storage-fs';
 import { createConsole } from './console.js';
@@ -59,7 +58,7 @@ export async function createService(dataDir: string, publicUrl: () => string): P
           remoteAddress: req.socket.remoteAddress,
         };
         const response = await handler.handle(request);
-        if (response) return await write(req, res, response);
+        if (response) return await writeResponse(res, response).catch(() => undefined); // a client that left mid-download
       }
       if (await site(req, res)) return;
       if (req.url === '/health') return json(res, 200, { ok: true });
@@ -75,14 +74,6 @@ export async function createService(dataDir: string, publicUrl: () => string): P
   server.requestTimeout = 0;
   server.headersTimeout = 30_000;
   return { server, registry };
-}
-
-/** What an adapter does: copy status and headers, then the bytes or the stream (none for HEAD). */
-async function write(req: IncomingMessage, res: ServerResponse, response: BerthResponse): Promise<void> {
-  res.writeHead(response.status, response.headers);
-  if (!response.body || req.method === 'HEAD') res.end();
-  else if (Buffer.isBuffer(response.body)) res.end(response.body);
-  else await pipeline(response.body, res).catch(() => undefined); // a client that left mid-download
 }
 
 function json(res: ServerResponse, status: number, value: unknown): void {

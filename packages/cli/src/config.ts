@@ -9,7 +9,7 @@ export interface ServeConfig {
   /** `postgres://...` switches metadata to Postgres; otherwise SQLite in the data directory. */
   databaseUrl?: string;
   deletes: boolean;
-  /** fs blob downloads by sendfile(2) (see FsBlobStoreOptions.sendfile). */
+  /** fs blob downloads by sendfile(2) (see NodeWriteOptions.sendfile in @berthjs/core). */
   sendfile: boolean;
   maxManifestBytes: number;
   logLevel: string;

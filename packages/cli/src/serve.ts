@@ -101,7 +101,7 @@ export async function serve(config: ServeConfig, log: Logger = createLogger(conf
     });
     koa.use(berth(probes));
     if (auth.tokens) koa.use(berth(registry.observe(auth.tokens, 'token')));
-    koa.use(berth(registry));
+    koa.use(berth(registry, { sendfile: config.sendfile }));
     koa.use(berth(registry.observe(notFound, 'other')));
     // Errors from Koa itself (e.g. a client that went away mid-download) are logged, not printed.
     koa.on('error', (error) => log.debug({ err: error }, 'koa error'));

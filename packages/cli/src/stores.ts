@@ -55,7 +55,7 @@ export async function openStores(config: ServeConfig, log?: Logger): Promise<{ b
     const setting = config.databaseUrl ? `--database-url ${redactUrl(config.databaseUrl)}` : `--data-dir ${config.dataDir}`;
     throw new ConfigError(`${setting}: cannot open the database: ${error instanceof Error ? error.message : String(error)}`);
   }
-  const blobs = s3 ?? new FsBlobStore({ root: join(config.dataDir, 'blobs'), sendfile: config.sendfile });
+  const blobs = s3 ?? new FsBlobStore({ root: join(config.dataDir, 'blobs') });
   return { blobs, metadata };
 }
 

@@ -7,6 +7,7 @@ export type { Route, RouteName } from './routes.js';
 export type { RegistryOptions } from './options.js';
 export type { CollectOptions, CollectProgress, CollectReport, TenantCollectReport } from './gc.js';
 export { header, type BerthHandler, type BerthRequest, type BerthResponse } from './http.js';
+export { writeBody, writeResponse, type NodeWriteOptions } from './node-response.js';
 export { OciError, OciErrors, ERROR_CODES, type OciErrorCode } from './errors.js';
 export { RegistryEventEmitter, type RegistryEvents } from './events.js';
 export {

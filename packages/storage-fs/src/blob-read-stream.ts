@@ -1,11 +1,7 @@
 import { fstatSync, readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import type { SendFileError } from '@berthjs/sendfile';
-
-// An optional dependency: without it (not installed, or its addon did not build) bodies stream.
-const zeroCopy = await import('@berthjs/sendfile').catch(() => undefined);
+import type { FileRange, FileRangeBody } from '@berthjs/core';
 
 /**
  * Backstop for storage whose reads the kernel does not count as block input (network
@@ -22,17 +18,7 @@ export interface BlobReadStreamOptions {
   slowReadMs?: number;
   /** Blocks this process has read from storage so far (getrusage's ru_inblock); for tests. */
   blocksRead?: () => number;
-  /** Piped straight into a Node http response, send the bytes with sendfile(2) (see pipe). */
-  zeroCopy?: boolean;
 }
-
-/** A client that went away mid-download is not a storage error. */
-const CLIENT_GONE = new Set(['ECANCELED', 'EPIPE', 'ECONNRESET']);
-/**
- * Failures before any byte went out after which the body streams instead: sendfile(2) errors of
- * a file whose filesystem cannot splice its pages into a socket, and a head some hook changed.
- */
-const STREAM_INSTEAD = new Set(['EINVAL', 'ENOSYS', 'EOPNOTSUPP', 'ERR_HEAD_CHANGED']);
 
 const blocksReadByProcess = () => process.resourceUsage().fsRead;
 
@@ -53,14 +39,16 @@ const blocksReadByProcess = () => process.resourceUsage().fsRead;
  * or that took longer than `slowReadMs` sends the rest of the stream back to the threadpool, so
  * a blob served from the disk blocks the loop for at most one read.
  */
-export class BlobReadStream extends Readable {
+export class BlobReadStream extends Readable implements FileRangeBody {
   #position: number;
-  #mode: 'first' | 'sync' | 'async' | 'sendfile' = 'first';
+  /** `taken`, `sent`: handed over as a file range (see fileRange), so not read. */
+  #mode: 'first' | 'sync' | 'async' | 'taken' | 'sent' = 'first';
+  /** Node asked for data while the range was taken: read once it is released. */
+  #readWanted = false;
 
   readonly #chunkSize: number;
   readonly #slowReadMs: number;
   readonly #blocksRead: () => number;
-  readonly #zeroCopy: boolean;
 
   constructor(
     private readonly handle: FileHandle,
@@ -73,51 +61,33 @@ export class BlobReadStream extends Readable {
     this.#chunkSize = options.chunkSize;
     this.#slowReadMs = options.slowReadMs ?? SLOW_READ_MS;
     this.#blocksRead = options.blocksRead ?? blocksReadByProcess;
-    this.#zeroCopy = options.zeroCopy ?? false;
   }
 
   /**
-   * Piped, untouched, into a plain-TCP Node http response that declares exactly this many bytes
-   * (Koa 3 and the Express adapter hand the body to pipeline, which pipes), the bytes go from the
-   * page cache to the socket with sendfile(2) and never enter the process: pulls then cost ~0.1 s
-   * of server CPU per GiB instead of ~0.6 (the two copies, into a Buffer and into the socket, were
-   * half of it). Anything else streams as usual. When done the stream ends, as `pipeline` expects.
+   * The body as a range of its file, for a writer that sends it with sendfile(2) (the core's
+   * `writeBody` on a plain-HTTP response): the bytes then go from the page cache to the socket and
+   * never enter the process. Only while nothing has been read.
    */
-  override pipe<T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T {
-    const untouched = this.#mode === 'first' && this.readableFlowing === null && this.readableLength === 0;
-    const length = untouched && this.#zeroCopy ? this.#remaining() : undefined;
-    const socket = length === undefined || !zeroCopy ? undefined : zeroCopy.zeroCopySocket(destination, length);
-    if (!zeroCopy || !socket || length === undefined) return super.pipe(destination, options);
-    const { flushHead, sendFile } = zeroCopy;
-    this.#mode = 'sendfile';
-    const response = destination as unknown as ServerResponse;
-    const send = async () => {
-      await flushHead(response, socket, length);
-      // Destroyed meanwhile, the descriptor may be closed and its number reused: send nothing.
-      if (this.destroyed) throw Object.assign(new Error('blob stream destroyed'), { code: 'ECANCELED', sent: 0 });
-      await sendFile(socket, this.handle.fd, this.#position, length);
-    };
-    send().then(
-      () => {
-        this.#position += length;
-        if (options?.end !== false) response.end();
-        this.push(null);
-        this.resume(); // 'end', for pipeline and autoDestroy
-      },
-      (err: SendFileError) => {
-        if (err.sent === 0 && STREAM_INSTEAD.has(err.code ?? '') && !response.destroyed) {
-          // The head is out, not a byte of the body: it can still stream the ordinary way.
-          this.#mode = 'first';
-          super.pipe(destination, options);
-          return;
-        }
-        // Part of the body may be out: the connection cannot carry another response.
-        response.destroy();
-        this.destroy(CLIENT_GONE.has(err.code ?? '') ? undefined : err);
-      },
-    );
-    return destination;
-  }
+  readonly fileRange: FileRange = {
+    take: () => {
+      if (this.#mode !== 'first' || this.destroyed || this.readableFlowing !== null || this.readableLength !== 0) return undefined;
+      const length = this.#remaining();
+      if (length === undefined) return undefined;
+      this.#mode = 'taken';
+      return { fd: this.handle.fd, start: this.#position, length };
+    },
+    sent: () => {
+      if (this.#mode !== 'taken') return;
+      this.#mode = 'sent';
+      this.push(null);
+      this.resume(); // 'end', for pipeline and autoDestroy
+    },
+    release: () => {
+      if (this.#mode !== 'taken') return;
+      this.#mode = 'first';
+      if (this.#readWanted) this._read();
+    },
+  };
 
   /** Bytes left to send, or undefined when the file is not what the range expects. */
   #remaining(): number | undefined {
@@ -131,6 +101,9 @@ export class BlobReadStream extends Readable {
   }
 
   override _read(): void {
+    // Taken as a file range: the writer sends the bytes; `sent` or `release` says what next.
+    this.#readWanted = this.#mode === 'taken';
+    if (this.#mode === 'taken' || this.#mode === 'sent') return;
     const length = Math.min(this.#chunkSize, this.end - this.#position + 1);
     if (length <= 0) {
       this.push(null);

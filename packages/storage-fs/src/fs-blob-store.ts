@@ -66,12 +66,6 @@ export interface FsBlobStoreOptions {
    * threadpool, 256 KiB had been best: a fresh large buffer per read cost more page faults.)
    */
   readHighWaterMark?: number;
-  /**
-   * Send blob downloads with sendfile(2) when a read stream is piped straight into a plain-HTTP
-   * Node response (default true; Linux, and only where @berthjs/sendfile's addon built). Server CPU
-   * per GiB pulled drops from ~0.6 s to ~0.1 s. Turn off to keep every byte inside Node streams.
-   */
-  sendfile?: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -114,7 +108,6 @@ export class FsBlobStore implements BlobStore {
   readonly #fsync: boolean;
   readonly #writeHighWaterMark: number;
   readonly #readHighWaterMark: number;
-  readonly #sendfile: boolean;
   /** Whether a probe found the root once: from then on a missing root is a failure, not a fresh start. */
   #rootSeen = false;
 
@@ -128,7 +121,6 @@ export class FsBlobStore implements BlobStore {
     this.#fsync = options.fsync ?? true;
     this.#writeHighWaterMark = positiveInt(options.writeHighWaterMark, MiB, 'writeHighWaterMark');
     this.#readHighWaterMark = positiveInt(options.readHighWaterMark, MiB, 'readHighWaterMark');
-    this.#sendfile = options.sendfile ?? true;
   }
 
   async stat(digest: string): Promise<{ size: number } | undefined> {
@@ -142,7 +134,8 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async read(digest: string, range?: ByteRange): Promise<Readable> {
+  /** A file-range body (see FileRangeBody): a stream that a Node writer may send with sendfile(2). */
+  async read(digest: string, range?: ByteRange): Promise<BlobReadStream> {
     const path = this.#blobPath(digest);
     if (range !== undefined) checkRange(range);
     // Open eagerly so absence is a NotFoundError here, not an 'error' event on the stream later.
@@ -165,7 +158,6 @@ export class FsBlobStore implements BlobStore {
       // The stream owns the handle from here: closed on end, error or destroy.
       return new BlobReadStream(handle, range?.start ?? 0, range?.end ?? Infinity, {
         chunkSize: this.#readHighWaterMark,
-        zeroCopy: this.#sendfile,
       });
     } catch (err) {
       await handle.close();

@@ -6,6 +6,48 @@ export interface ByteRange {
   end: number;
 }
 
+/** Bytes of an open file: what a file-range body can be sent as instead of being read. */
+export interface FileSpan {
+  /** The open file's descriptor: valid until the body ends or is destroyed. */
+  fd: number;
+  /** Offset of the first byte in the file. */
+  start: number;
+  /** Bytes in the span. */
+  length: number;
+}
+
+/**
+ * What a file-range body offers its writer: to take the bytes as a span of an open file (to send
+ * them with sendfile(2)) instead of reading them through the stream.
+ */
+export interface FileRange {
+  /**
+   * Take the body as a span of its file. Undefined when it cannot be (the stream was read from
+   * already, the file is not as long as the range): stream it then. Once taken, the stream reads
+   * nothing until `sent` or `release`; destroying it still closes the file.
+   */
+  take(): FileSpan | undefined;
+  /** Every byte of the span went out: the stream ends (and closes its file) as if it had been read. */
+  sent(): void;
+  /** Nothing of the span went out after all: the stream can be read as usual. */
+  release(): void;
+}
+
+/**
+ * A blob body that is both a stream of the bytes (what every consumer may read) and a range of a
+ * file (what a Node writer may hand to sendfile(2); see `writeResponse`). The core passes it
+ * through untouched into `BerthResponse.body`.
+ */
+export interface FileRangeBody extends Readable {
+  readonly fileRange: FileRange;
+}
+
+/** Whether a response body is also a file range. */
+export function isFileRangeBody(body: unknown): body is FileRangeBody {
+  const range = (body as { fileRange?: Partial<FileRange> } | undefined)?.fileRange;
+  return typeof range?.take === 'function' && typeof range.sent === 'function' && typeof range.release === 'function';
+}
+
 /**
  * Driver-owned state of an upload session: JSON-serializable, persisted by the core in the
  * metadata store after every successful call, handed back on the next call (possibly on another
@@ -66,8 +108,11 @@ export interface BlobStore {
 
   /** Size of a stored blob, or undefined when absent. */
   stat(digest: string): Promise<{ size: number } | undefined>;
-  /** Stream a blob or an inclusive range of it. Throws NotFoundError when absent. */
-  read(digest: string, range?: ByteRange): Promise<Readable>;
+  /**
+   * Stream a blob or an inclusive range of it. Throws NotFoundError when absent. A store whose
+   * bytes are in local files may return a FileRangeBody, so that plain-HTTP downloads skip the copy.
+   */
+  read(digest: string, range?: ByteRange): Promise<Readable | FileRangeBody>;
   /**
    * Remove blobs, in batches where the backend has them. Absent blobs are not an error; a call
    * interrupted midway may be repeated. `size`, when given, is the blob's true size (the store
