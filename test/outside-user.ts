@@ -186,7 +186,7 @@ describe(`an outside user on Node ${process.version}`, { skip }, () => {
     }
   });
 
-  it('gets the prebuilt sendfile addon with @berthjs/storage-fs, no install script run', async () => {
+  it('gets the prebuilt sendfile addon with @berthjs/core, no install script run', async () => {
     const script = "import('@berthjs/sendfile').then((m) => console.log(m.sendfileAvailable))";
     const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: project });
     assert.equal(stdout.trim(), 'true');
@@ -207,10 +207,10 @@ describe(`an outside user on Node ${process.version}`, { skip }, () => {
     const add = ['@berthjs/core', '@berthjs/storage-fs', '@berthjs/metadata-sql', 'better-sqlite3@12'];
     await run('pnpm', ['add', ...fromTarballs(add)], { cwd: dir, maxBuffer: 1 << 26, timeout: 5 * 60_000 });
     const node = (script: string, cwd: string) => run(process.execPath, ['--input-type=module', '-e', script], { cwd });
-    // pnpm links only direct dependencies at the top: @berthjs/sendfile is storage-fs's.
+    // pnpm links only direct dependencies at the top: @berthjs/sendfile is core's.
     const sendfile = await node(
       "console.log((await import('@berthjs/sendfile')).sendfileAvailable)",
-      join(dir, 'node_modules/@berthjs/storage-fs'),
+      join(dir, 'node_modules/@berthjs/core'),
     );
     assert.equal(sendfile.stdout.trim(), 'true');
     const sqlite = await node(
