@@ -66,6 +66,33 @@ describe('hostile time: bodies that go quiet', () => {
   }
 });
 
+describe('hostile time: downloads nobody reads', () => {
+  const hosts = useHosts(HOSTS, embeddedStores, { sendIdleTimeoutMs: IDLE_MS });
+  // Far more than the socket buffers on both sides hold, so the server must wait for the reader.
+  const blob = randomBlob(48 * 1024 * 1024);
+
+  for (const hostName of HOSTS) {
+    it(`through ${hostName}: a blob GET the client stops reading is ended and its connection closed`, async () => {
+      const { host, client } = hosts.get(hostName)!;
+      const digest = await client.pushBlob(`unread/${hostName}`, blob);
+      const reader = openRaw(host.url, head(`GET /v2/unread/${hostName}/blobs/${digest}`));
+      reader.socket.pause();
+      await sleep(IDLE_MS * 5);
+      reader.socket.resume();
+      // Kept alive and read to the end, the connection would stay open and this would never resolve.
+      const { text, status } = await reader.done;
+      assert.equal(status, 200);
+      assert.ok(text.length < blob.length, `cut after ${text.length} of ${blob.length} bytes`);
+      assert.deepEqual(host.failures, [], 'a client that stops reading is not a server failure');
+      assert.equal(
+        (await client.req(`/v2/unread/${hostName}/blobs/${digest}`)).body.length,
+        blob.length,
+        'a reader that reads gets it all',
+      );
+    });
+  }
+});
+
 describe('hostile time: bodies that trickle', () => {
   const fixture = useHosts(['express'], embeddedStores, { bodyIdleTimeoutMs: IDLE_MS, bodyMinBytesPerSecond: 100 }).get('express')!;
 

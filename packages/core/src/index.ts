@@ -26,3 +26,4 @@ export { isRepositoryName, isTag } from './names.js';
 export { MEDIA_TYPES, parseManifest } from './manifest.js';
 export { inventory, type InventoryOptions, type RepositorySummary, type TagSummary } from './inventory.js';
 export { formatBytes } from './uploads.js';
+export { watchSend } from './send-idle.js';

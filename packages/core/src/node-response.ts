@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import type { SendFileError } from '@berthjs/sendfile';
 import type { BerthResponse } from './http.js';
 import { isFileRangeBody, type FileRangeBody } from './ports/blob-store.js';
+import { watchSend } from './send-idle.js';
 
 // An optional dependency: without it (not installed, or its addon did not build) bodies stream.
 const zeroCopy = await import('@berthjs/sendfile').catch(() => undefined);
@@ -17,10 +18,16 @@ export interface NodeWriteOptions {
    * byte goes through Node streams.
    */
   sendfile?: boolean;
+  /**
+   * End the body and close the connection once the client has read nothing of it for this long
+   * (ms); 0 or absent: never. `writeResponse` takes it from the response (`idleTimeoutMs`, which
+   * the registry sets from its `sendIdleTimeoutMs`).
+   */
+  idleTimeoutMs?: number;
 }
 
-/** A client that went away mid-download is not a storage error. */
-const CLIENT_GONE = new Set(['ECANCELED', 'EPIPE', 'ECONNRESET']);
+/** A client that went away, or stopped reading (ETIMEDOUT: idleTimeoutMs), mid-download is not a storage error. */
+const CLIENT_GONE = new Set(['ECANCELED', 'EPIPE', 'ECONNRESET', 'ETIMEDOUT']);
 /**
  * Failures before any byte of the body went out after which it streams instead: sendfile(2)
  * errors of a file whose filesystem cannot splice its pages into a socket, and a head some hook
@@ -36,7 +43,7 @@ const STREAM_INSTEAD = new Set(['EINVAL', 'ENOSYS', 'EOPNOTSUPP', 'ERR_HEAD_CHAN
 export function writeResponse(res: ServerResponse, response: BerthResponse, options: NodeWriteOptions = {}): Promise<void> {
   res.statusCode = response.status;
   for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);
-  return writeBody(res, response.body, options);
+  return writeBody(res, response.body, { idleTimeoutMs: response.idleTimeoutMs, ...options });
 }
 
 /**
@@ -53,12 +60,20 @@ export async function writeBody(res: ServerResponse, body: Buffer | Readable | u
     res.end();
     return;
   }
+  const idleMs = options.idleTimeoutMs ?? 0;
   if (Buffer.isBuffer(body)) {
+    // Watched until it is out: an unread large manifest would otherwise hold its memory.
+    watchSend(res, idleMs);
     res.end(body);
     return;
   }
-  if (options.sendfile !== false && isFileRangeBody(body) && (await sendFileRange(res, body))) return;
-  await pipeline(body, res);
+  if (options.sendfile !== false && isFileRangeBody(body) && (await sendFileRange(res, body, idleMs))) return;
+  const stop = watchSend(res, idleMs);
+  try {
+    await pipeline(body, res);
+  } finally {
+    stop();
+  }
 }
 
 /**
@@ -73,7 +88,7 @@ function untransformed(res: ServerResponse): boolean {
  * Send `body` with sendfile(2), or answer false (nothing of the body went out: stream it) when
  * the connection does not allow it or the file cannot be spliced.
  */
-async function sendFileRange(res: ServerResponse, body: FileRangeBody): Promise<boolean> {
+async function sendFileRange(res: ServerResponse, body: FileRangeBody, idleMs: number): Promise<boolean> {
   if (!zeroCopy || !untransformed(res)) return false;
   const span = body.fileRange.take();
   if (!span) return false;
@@ -87,7 +102,7 @@ async function sendFileRange(res: ServerResponse, body: FileRangeBody): Promise<
     await zeroCopy.flushHead(res, socket, span.length);
     // Destroyed meanwhile, the descriptor may be closed and its number reused: send nothing.
     if (body.destroyed) throw Object.assign(new Error('blob body destroyed'), { code: 'ECANCELED', sent: 0 });
-    await zeroCopy.sendFile(socket, span.fd, span.start, span.length);
+    await zeroCopy.sendFile(socket, span.fd, span.start, span.length, { idleMs });
   } catch (error) {
     const { code, sent } = error as SendFileError;
     if (sent === 0 && STREAM_INSTEAD.has(code ?? '') && !res.destroyed) {

@@ -221,6 +221,8 @@ describe('writeResponse into a node:http response', { skip: !sendfileAvailable &
     let failed: Promise<unknown> | undefined;
     const server = await serve(t, dir, (body, res) => {
       failed = writeResponse(res, { status: 200, headers: { 'Content-Length': lengthOf(body) }, body });
+      // Handled from the start: it may reject before the test awaits it.
+      failed.catch(() => undefined);
     });
     get(server.base, (res) => res.resume()).on('error', () => undefined);
     while (!failed) await new Promise((r) => setTimeout(r, 10));

@@ -17,7 +17,7 @@ export function berth(registry: BerthHandler, options: NodeWriteOptions = {}): R
       res.status(response.status);
       for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);
       // A client that goes away mid-download is not an application error.
-      writeBody(res, response.body, options).catch(() => undefined);
+      writeBody(res, response.body, { idleTimeoutMs: response.idleTimeoutMs, ...options }).catch(() => undefined);
     }, next);
   };
 }

@@ -1,4 +1,4 @@
-import { isFileRangeBody, writeBody, type BerthHandler, type BerthResponse, type NodeWriteOptions } from '@berthjs/core';
+import { isFileRangeBody, watchSend, writeBody, type BerthHandler, type BerthResponse, type NodeWriteOptions } from '@berthjs/core';
 import type { Middleware } from 'koa';
 
 /**
@@ -32,7 +32,12 @@ function write(ctx: Parameters<Middleware>[0], response: BerthResponse, options:
   // Koa would otherwise answer an empty 201/202 with its status text as body.
   const body = response.body ?? Buffer.alloc(0);
   ctx.body = body;
-  if (options.sendfile === false || !isFileRangeBody(body)) return;
+  const idleTimeoutMs = response.idleTimeoutMs ?? 0;
+  // Koa writes it: whatever it writes, a client that reads nothing of it for that long is cut.
+  if (options.sendfile === false || !isFileRangeBody(body)) {
+    watchSend(ctx.res, idleTimeoutMs);
+    return;
+  }
   // Koa reads ctx.respond once, after every middleware returned and just before it writes the
   // body. If the body is still this file range then (no middleware replaced it, as compression
   // does), the core's writer sends it, by sendfile(2) where the connection allows, and Koa stands back.
@@ -41,8 +46,12 @@ function write(ctx: Parameters<Middleware>[0], response: BerthResponse, options:
     configurable: true,
     enumerable: true,
     get() {
-      if (respond !== undefined || ctx.body !== body || !ctx.writable) return respond;
-      writeBody(ctx.res, body, options).catch((error: Error) => ctx.onerror(error));
+      if (respond !== undefined || !ctx.writable) return respond;
+      if (ctx.body !== body) {
+        watchSend(ctx.res, idleTimeoutMs);
+        return (respond = true);
+      }
+      writeBody(ctx.res, body, { idleTimeoutMs, ...options }).catch((error: Error) => ctx.onerror(error));
       return (respond = false);
     },
     set(value: unknown) {
