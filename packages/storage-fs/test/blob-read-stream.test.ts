@@ -2,26 +2,12 @@
 import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, readdir, rm, truncate, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, readdir, truncate, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { BlobReadStream } from '../src/blob-read-stream.js';
+import { readAll, withFile } from './files.js';
 
 const KiB = 1024;
-
-async function withFile(t: TestContext, content: Buffer): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'berth-read-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const path = join(dir, 'blob');
-  await writeFile(path, content);
-  return path;
-}
-
-async function readAll(stream: BlobReadStream): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
 
 /** Counts reads that went through the threadpool (FileHandle.read) while `work` runs. */
 async function threadpoolReads(t: TestContext, work: () => Promise<unknown>): Promise<number> {

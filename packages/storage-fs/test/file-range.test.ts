@@ -1,33 +1,20 @@
 // BlobReadStream as a file-range body: what it hands a writer that sends with sendfile(2) (the
 // core's writeBody, tested in packages/core/test/node-response.test.ts), and how it ends.
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { fstatSync } from 'node:fs';
-import { mkdtemp, open, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { isFileRangeBody } from '@berthjs/core';
 import { BlobReadStream } from '../src/blob-read-stream.js';
+import { readAll, withFile } from './files.js';
 import { FsBlobStore } from '../src/fs-blob-store.js';
 
 const KiB = 1024;
-
-async function withFile(t: TestContext, content: Buffer): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'berth-range-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const path = join(dir, 'blob');
-  await writeFile(path, content);
-  return path;
-}
-
-async function readAll(stream: BlobReadStream): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
 
 const stream = async (path: string, start = 0, end = Infinity) => new BlobReadStream(await open(path), start, end, { chunkSize: 64 * KiB });
 
