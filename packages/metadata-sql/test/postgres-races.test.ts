@@ -38,28 +38,31 @@ async function openRace(t: TestContext) {
   await holder.connect();
   await holder.query(`SET search_path TO "${schema}"`);
   const self = (await holder.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
-  return { store, holder, self };
+  /** Start `beginCommit` while `holder` locks the blob row; once it queues, run `change` on the row and let go. */
+  const commitBehind = async (id: string, change: string) => {
+    await holder.query('BEGIN');
+    await holder.query('SELECT digest FROM blobs WHERE digest = $1 FOR UPDATE', [DIGEST]);
+    const commit = store.beginCommit(id, DIGEST, 3);
+    commit.catch(() => undefined);
+    await someoneWaits(holder, self);
+    await holder.query(change, [DIGEST]);
+    await holder.query('COMMIT');
+    return commit;
+  };
+  return { store, commitBehind };
 }
 
 it('a commit that queues behind a collection forgetting the same blob row starts on a fresh row', async (t) => {
   const race = await openRace(t);
   if (!race) return;
-  const { store, holder, self } = race;
+  const { store, commitBehind } = race;
 
   // A collection has claimed the bytes (no row knew them) and is about to forget the row.
   const marked = await store.markBlobsDeleting([{ digest: DIGEST, size: 3 }], 'run-1', Date.now());
   assert.deepEqual(marked, [{ digest: DIGEST, size: 3 }]);
   await store.createUpload({ id: 'u1', repository: 'acme/app', tenant: 'acme', state: {}, algorithm: undefined });
 
-  await holder.query('BEGIN');
-  await holder.query('SELECT digest FROM blobs WHERE digest = $1 FOR UPDATE', [DIGEST]);
-  const commit = store.beginCommit('u1', DIGEST, 3);
-  commit.catch(() => undefined);
-  await someoneWaits(holder, self);
-  await holder.query('DELETE FROM blobs WHERE digest = $1', [DIGEST]);
-  await holder.query('COMMIT');
-
-  assert.deepEqual(await commit, { status: 'ready' });
+  assert.deepEqual(await commitBehind('u1', 'DELETE FROM blobs WHERE digest = $1'), { status: 'ready' });
   await store.finishCommit('u1', DIGEST, 3);
   assert.deepEqual(
     (await store.listLinks('acme/app')).map((l) => l.digest),
@@ -71,7 +74,7 @@ it('a commit that queues behind a collection forgetting the same blob row starts
 it('a commit that queues behind a collection marking the blob sees it deleting', async (t) => {
   const race = await openRace(t);
   if (!race) return;
-  const { store, holder, self } = race;
+  const { store, commitBehind } = race;
 
   await store.createUpload({ id: 'u0', repository: 'acme/app', tenant: 'acme', state: {}, algorithm: undefined });
   assert.deepEqual(await store.beginCommit('u0', DIGEST, 3), { status: 'ready' });
@@ -79,14 +82,6 @@ it('a commit that queues behind a collection marking the blob sees it deleting',
   await store.createUpload({ id: 'u1', repository: 'acme/other', tenant: 'acme', state: {}, algorithm: undefined });
 
   // The row is live and unlinked nowhere yet: the holder plays a collection that marks it.
-  await holder.query('BEGIN');
-  await holder.query('SELECT digest FROM blobs WHERE digest = $1 FOR UPDATE', [DIGEST]);
-  const commit = store.beginCommit('u1', DIGEST, 3);
-  commit.catch(() => undefined);
-  await someoneWaits(holder, self);
-  await holder.query("UPDATE blobs SET state = 'deleting', run = 'run-1' WHERE digest = $1", [DIGEST]);
-  await holder.query('COMMIT');
-
-  const started = await commit;
+  const started = await commitBehind('u1', "UPDATE blobs SET state = 'deleting', run = 'run-1' WHERE digest = $1");
   assert.equal(started.status, 'deleting');
 });
