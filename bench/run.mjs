@@ -11,10 +11,14 @@
 // The hostile soak (bench/soak.mjs) runs normal and hostile clients together against Berth and
 // Distribution in turn, sampling their memory.
 //
-// Options: --scenarios push,chunked,pull,requests,s3,soak  --rounds 5  --blob-mib 256  --concurrency 4  --chunk-mib 8  --seconds 8
+// The garbage collection scenario (bench/gc.mjs) seeds 100,000 blobs on fs + SQLite and (when
+// S3_ENDPOINT is set) on S3 + Postgres, and times registry.collectGarbage() over them.
+//
+// Options: --scenarios push,chunked,pull,requests,s3,soak,gc  --rounds 5  --blob-mib 256  --concurrency 4  --chunk-mib 8  --seconds 8
 //          --connections 64  --pull-threads <cores>  --servers berth,distribution,cluster  --profile  --out <file>|-
 //          --s3-servers berth,distribution,raw  --s3-blob-mib 64  --s3-big-mib 256  --s3-concurrency 4
 //          --s3-cases s3Push4,s3Chunked4,s3Push1  --soak-seconds 180  --soak-manifests 2000  --soak-servers berth,distribution
+//          --gc-blobs 100000  --gc-repositories 400  --gc-tenants 4  --gc-stacks fs,s3  --gc-rounds 1  --gc-concurrency 8
 // --profile starts Berth with --cpu-prof and leaves .cpuprofile files in bench/profiles/.
 import { execFileSync } from 'node:child_process';
 import { availableParallelism, loadavg } from 'node:os';
@@ -26,6 +30,7 @@ import { MiB, newBlob } from './data.mjs';
 import { MANIFEST_ACCEPT, pullRun, pushRun, pushSmallImage, rate } from './load.mjs';
 import { S3_METRICS, machine, markdown, printTable, s3TableRows, summarize, tableRows } from './report.mjs';
 import { s3Env, startS3Targets } from './s3.mjs';
+import { gcScenario } from './gc.mjs';
 import { soakScenario } from './soak.mjs';
 import { cpuSeconds, sampleRss, startServer } from './servers.mjs';
 
@@ -41,7 +46,7 @@ const { values: opts } = parseArgs({
     connections: { type: 'string', default: '64' },
     'pull-threads': { type: 'string', default: String(availableParallelism()) },
     servers: { type: 'string', default: 'berth,distribution,cluster' },
-    scenarios: { type: 'string', default: 'push,chunked,pull,requests,s3,soak' },
+    scenarios: { type: 'string', default: 'push,chunked,pull,requests,s3,soak,gc' },
     's3-servers': { type: 'string', default: 'berth,distribution,raw' },
     's3-blob-mib': { type: 'string', default: '64' },
     's3-big-mib': { type: 'string', default: '256' },
@@ -50,6 +55,12 @@ const { values: opts } = parseArgs({
     'soak-seconds': { type: 'string', default: '180' },
     'soak-manifests': { type: 'string', default: '2000' },
     'soak-servers': { type: 'string', default: 'berth,distribution' },
+    'gc-blobs': { type: 'string', default: '100000' },
+    'gc-repositories': { type: 'string', default: '400' },
+    'gc-tenants': { type: 'string', default: '4' },
+    'gc-stacks': { type: 'string', default: 'fs,s3' },
+    'gc-rounds': { type: 'string', default: '1' },
+    'gc-concurrency': { type: 'string', default: '8' },
     profile: { type: 'boolean', default: false },
     out: { type: 'string', default: fileURLToPath(new URL('results/latest.md', import.meta.url)) },
   },
@@ -268,6 +279,23 @@ async function main() {
     console.log();
     printTable(soak.rows);
     sections.push(soak);
+  }
+  if (scenarios.has('gc')) {
+    const kinds = opts['gc-stacks'].split(',').filter((kind) => kind !== 's3' || s3Env());
+    if (kinds.length < opts['gc-stacks'].split(',').length) log('gc on S3 + Postgres skipped: S3_ENDPOINT is not set');
+    const gc = await gcScenario({
+      kinds,
+      rounds: Number(opts['gc-rounds']),
+      blobs: Number(opts['gc-blobs']),
+      repositories: Number(opts['gc-repositories']),
+      tenants: Number(opts['gc-tenants']),
+      concurrency: Number(opts['gc-concurrency']),
+      profileDir,
+      log,
+    });
+    console.log();
+    printTable(gc.rows);
+    sections.push(gc);
   }
   if (opts.out !== '-' && sections.length > 0) {
     const load = (l) => l.map((n) => n.toFixed(2)).join(', ');

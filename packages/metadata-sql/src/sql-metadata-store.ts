@@ -520,25 +520,34 @@ export class SqlMetadataStore implements MetadataStore {
 
   async listCollectableBlobs(cutoff: number, page?: Page): Promise<BlobRecord[]> {
     if (isEmptyPage(page)) return [];
-    const rows = await this.run(() =>
-      paginate(
-        this.db('blobs')
-          .select('digest', 'size')
-          .where((q) =>
-            q.where({ state: 'deleting' }).orWhere((live) =>
-              live
-                .where({ state: 'live' })
-                .where('touched_at', '<', cutoff)
-                .whereNotExists((s) => s.select(1).from('blob_links').whereRaw('blob_links.digest = blobs.digest'))
-                .whereNotExists((s) => s.select(1).from('manifest_blobs').whereRaw('manifest_blobs.blob = blobs.digest'))
-                .whereNotExists((s) => s.select(1).from('uploads').whereRaw('uploads.committing = blobs.digest')),
-            ),
-          ),
-        'digest',
-        page,
+    // Two range scans of blobs_state in digest order, merged: as one query (`state = 'deleting'
+    // OR (state = 'live' AND ...)`), SQLite gathered and sorted every candidate past `last` for
+    // each page, so a collection's pages cost the square of the blobs it went through.
+    const [marked, live] = await Promise.all([
+      this.run(() => paginate(this.db('blobs').select('digest', 'size').where({ state: 'deleting' }), 'digest', page)),
+      this.run(() =>
+        paginate(
+          this.db('blobs')
+            .select('digest', 'size')
+            .where({ state: 'live' })
+            .where('touched_at', '<', cutoff)
+            .whereNotExists((s) => s.select(1).from('blob_links').whereRaw('blob_links.digest = blobs.digest'))
+            .whereNotExists((s) => s.select(1).from('manifest_blobs').whereRaw('manifest_blobs.blob = blobs.digest'))
+            .whereNotExists((s) => s.select(1).from('uploads').whereRaw('uploads.committing = blobs.digest')),
+          'digest',
+          page,
+        ),
       ),
-    );
-    return rows.map((r) => ({ digest: r.digest, size: Number(r.size) }));
+    ]);
+    const merged: BlobRecord[] = [];
+    let [i, j] = [0, 0];
+    while ((i < marked.length || j < live.length) && (page?.limit === undefined || merged.length < page.limit)) {
+      const next = j >= live.length || (i < marked.length && marked[i].digest <= live[j].digest) ? marked[i++] : live[j++];
+      // A digest seen by both reads changed state between them: listed once.
+      if (j < live.length && live[j].digest === next.digest) j++;
+      merged.push({ digest: next.digest, size: Number(next.size) });
+    }
+    return merged;
   }
 
   async markBlobsDeleting(blobs: Array<{ digest: string; size?: number }>, run: string, cutoff: number): Promise<BlobRecord[]> {
@@ -559,24 +568,37 @@ export class SqlMetadataStore implements MetadataStore {
           ...(await trx('manifest_blobs').whereIn('blob', batch).distinct().pluck('blob')),
           ...(await trx('uploads').whereIn('committing', batch).distinct().pluck('committing')),
         ]);
+        const adopted: BlobRecord[] = [];
+        const unknown: string[] = [];
         for (const digest of batch) {
           const row = byDigest.get(digest);
           if (!row) {
-            if (inUse.has(digest)) continue;
-            // Bytes no row knows of: claim them. A commit of this digest inserts its row first,
-            // so it either made one (we conflict and skip) or will wait for ours.
-            await trx('blobs')
-              .insert({ digest, size: wanted.get(digest) ?? 0, state: 'deleting', run, touched_at: now })
-              .onConflict('digest')
-              .ignore();
-            const claimed = await trx('blobs').first('size', 'run').where({ digest, state: 'deleting' });
-            if (claimed?.run === run) marked.push({ digest, size: Number(claimed.size) });
+            if (!inUse.has(digest)) unknown.push(digest);
           } else if (row.state === 'deleting' || (Number(row.touched_at) < cutoff && !inUse.has(digest))) {
             // A row left 'deleting' by an earlier run is adopted: its bytes may be half gone.
-            await trx('blobs').where({ digest }).update({ state: 'deleting', run });
-            marked.push({ digest, size: Number(row.size) });
+            adopted.push({ digest, size: Number(row.size) });
           }
         }
+        // One statement per step, not one per blob: the rows are locked already.
+        if (adopted.length > 0)
+          await trx('blobs')
+            .whereIn(
+              'digest',
+              adopted.map((b) => b.digest),
+            )
+            .update({ state: 'deleting', run });
+        const claimed: BlobRecord[] = [];
+        if (unknown.length > 0) {
+          // Bytes no row knows of: claim them. A commit of such a digest inserts its row first,
+          // so it either made one (we conflict and skip it) or will wait for ours.
+          await trx('blobs')
+            .insert(unknown.map((digest) => ({ digest, size: wanted.get(digest) ?? 0, state: 'deleting', run, touched_at: now })))
+            .onConflict('digest')
+            .ignore();
+          const ours = await trx('blobs').select('digest', 'size').whereIn('digest', unknown).where({ state: 'deleting', run });
+          for (const r of ours) claimed.push({ digest: r.digest, size: Number(r.size) });
+        }
+        marked.push(...[...adopted, ...claimed].sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0)));
       }
       return marked;
     });
