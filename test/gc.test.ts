@@ -4,7 +4,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { requireS3 } from '@berthjs/storage-s3/testing';
+import { S3BlobStore } from '@berthjs/storage-s3';
+import { interceptPointerWrites, requireS3 } from '@berthjs/storage-s3/testing';
 import { OCI_INDEX, OCI_MANIFEST, randomBlob, sha256, TestClient } from './support/client.js';
 import { startRegistry, type RunningRegistry } from './support/servers.js';
 import { embeddedStores, s3PostgresStores, type StoreSet } from './support/stores.js';
@@ -229,7 +230,39 @@ for (const [name, makeStores] of stacks) {
           await client.req(`/v2/${repo}/manifests/${digest}`, { method: 'DELETE' });
         }
       }
-      await collect({ untagged: true });
+      // S3: a blob whose bytes were stored but whose pointer write failed (as if its replica died
+      // right there), then the client gave up on the session: bytes that no blob names.
+      const faulty = await stores.open();
+      let collector = running;
+      if (faulty.blobs instanceof S3BlobStore) {
+        interceptPointerWrites(faulty.blobs.client, async () => {
+          throw Object.assign(new Error('injected: pointer write failed'), { name: 'ServiceUnavailable' });
+        });
+        const replica = await startRegistry('koa', { ...stores, open: async () => faulty }, { tenantOf: (r) => r.split('/')[0] });
+        try {
+          const leak = randomBlob(6 * 1024 * 1024 + 5);
+          const via = new TestClient(replica.url);
+          const location = (await via.req('/v2/gc5/five/blobs/uploads/', { method: 'POST' })).header('location')!;
+          const put = await via.req(`${location}${location.includes('?') ? '&' : '?'}digest=${sha256(leak)}`, {
+            method: 'PUT',
+            body: leak,
+          });
+          assert.ok(put.status >= 500, `${put.status} ${put.text}`);
+          assert.equal((await via.req(location, { method: 'DELETE' })).status, 204);
+          assert.equal(await blobStatus('gc5/five', leak), 404);
+        } finally {
+          await replica.stop();
+        }
+        assert.ok((await stores.stored()).filter((f) => f.startsWith('data/')).length >= 2, 'its data object is left');
+        // The sweep spares what is younger than the upload lease: collect with a short one.
+        collector = await startRegistry('koa', stores, { uploadLeaseMs: 1 });
+      } else await Promise.all([faulty.blobs.close?.(), faulty.metadata.close()]);
+      try {
+        await sleep(5);
+        assert.equal((await collector.registry.collectGarbage({ gracePeriodMs: 0, untagged: true })).skipped, undefined);
+      } finally {
+        if (collector !== running) await collector.stop();
+      }
       assert.deepEqual((await client.req('/v2/_catalog')).json(), { repositories: [] });
       const left = await stores.stored();
       assert.ok(left.length > 0 && left.every((f) => f.startsWith('uploads/')), `only the open session is left: ${left}`);

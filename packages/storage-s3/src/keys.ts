@@ -12,7 +12,8 @@ export interface Location {
   size: number;
 }
 
-const DATA_KEY_META = 'berth-data-key';
+/** User metadata of a pointer that names its data object (`x-amz-meta-berth-data-key`). */
+export const POINTER_DATA_KEY_META = 'berth-data-key';
 const SIZE_META = 'berth-size';
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const DIGEST = /^(sha256|sha512):([a-f0-9]+)$/;
@@ -79,6 +80,13 @@ export class KeyLayout {
     return key.startsWith(folder) && key.length > folder.length && !key.slice(folder.length).includes('/');
   }
 
+  /** Whether `key` is a multipart key of any session (`data/<id>/<random>`). */
+  isDataKey(key: string): boolean {
+    if (!key.startsWith(this.dataRoot)) return false;
+    const [id, name, extra] = key.slice(this.dataRoot.length).split('/');
+    return ID.test(id) && name !== undefined && name !== '' && extra === undefined;
+  }
+
   /** Folder of the session's staged tails. */
   staging(id: string): string {
     return `${this.stagingRoot}${this.checkId(id)}/`;
@@ -96,7 +104,12 @@ export class KeyLayout {
 
   /** User metadata of a 0-byte pointer naming the data object of a blob. */
   pointerMetadata(location: Location): Record<string, string> {
-    return { [DATA_KEY_META]: location.key, [SIZE_META]: String(location.size) };
+    return { [POINTER_DATA_KEY_META]: location.key, [SIZE_META]: String(location.size) };
+  }
+
+  /** The data key a pointer's metadata names, as written (undefined for an inline blob). */
+  namedDataKey(metadata: Record<string, string> | undefined): string | undefined {
+    return metadata?.[POINTER_DATA_KEY_META] || undefined;
   }
 
   /**
@@ -104,7 +117,7 @@ export class KeyLayout {
    * object its pointer metadata names (which must be a data key of this store).
    */
   locate(key: string, metadata: Record<string, string> | undefined, contentLength: number | undefined, digest: string): Location {
-    const dataKey = metadata?.[DATA_KEY_META];
+    const dataKey = this.namedDataKey(metadata);
     if (!dataKey) return { key, size: contentLength ?? 0 };
     const size = Number(metadata?.[SIZE_META]);
     if (!dataKey.startsWith(this.dataRoot) || !Number.isSafeInteger(size) || size < 0)

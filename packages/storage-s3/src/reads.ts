@@ -45,6 +45,11 @@ export class BlobReader {
     return this.locations.get(digest) ?? (await this.resolve(digest));
   }
 
+  /** The cached location, if any, without touching its recency (for scans). */
+  cached(digest: string): Location | undefined {
+    return this.locations.peek(digest);
+  }
+
   remember(digest: string, location: Location): void {
     this.locations.set(digest, location);
   }

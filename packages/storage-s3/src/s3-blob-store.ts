@@ -6,7 +6,8 @@
  *   reads.ts           stat, read, presigned URLs, the digest → location cache
  *   upload-session.ts  create / append / commit / abort on S3 multipart uploads (multipart.ts
  *                      cuts parts, upload-state.ts validates the persisted state)
- *   sweeper.ts         leftovers of sessions no metadata knows: multipart uploads and staging
+ *   sweeper.ts         leftovers of sessions no metadata knows: multipart uploads, staging,
+ *                      data objects no pointer names
  *   collection.ts      garbage collection: batched deletes, the listing of stored blobs
  */
 import { S3Client } from '@aws-sdk/client-s3';
@@ -110,7 +111,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   sweepUploads(options: SweepOptions): Promise<number> {
-    return sweepUploads(this.s3, this.layout, options);
+    return sweepUploads(this.s3, this.layout, this.reader, options);
   }
 
   /** One HeadBucket: the endpoint answers, the bucket exists and the credentials are accepted. */

@@ -13,6 +13,7 @@ import {
   ListPartsCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
+import { POINTER_DATA_KEY_META } from './keys.js';
 
 /** An S3 endpoint with credentials, from S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION. */
 export interface S3TestEnv {
@@ -115,4 +116,25 @@ export async function listUploads(client: S3Client, bucket: string, prefix = '')
 export async function listPartSizes(client: S3Client, bucket: string, key: string, uploadId: string): Promise<number[]> {
   const page = await client.send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId: uploadId }));
   return (page.Parts ?? []).map((p) => p.Size ?? 0);
+}
+
+/**
+ * Run `hook` before every blob pointer write (a PutObject naming a data object) the client sends:
+ * a hook that rejects fails the write as a gateway would (the commit's data object is then
+ * complete but named by nothing, as after a crash at that point), one that waits holds it.
+ * Returns a function that removes the hook.
+ */
+export function interceptPointerWrites(client: S3Client, hook: (key: string) => Promise<void>): () => void {
+  const name = `berthPointerWrites${randomBytes(4).toString('hex')}`;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const input = args.input as { Key?: string; Metadata?: Record<string, string> };
+      if (context.commandName === 'PutObjectCommand' && input.Metadata?.[POINTER_DATA_KEY_META]) await hook(input.Key ?? '');
+      return next(args);
+    },
+    { step: 'initialize', name },
+  );
+  return () => {
+    client.middlewareStack.remove(name);
+  };
 }

@@ -12,6 +12,7 @@ import {
   deleteBucket,
   generated,
   hashStream,
+  interceptPointerWrites,
   listKeys,
   listPartSizes,
   listUploads,
@@ -398,6 +399,105 @@ if (env) {
       assert.deepEqual(await listKeys(client, bucket, 'sweep-test/uploads/'), []);
       // The main store's prefix is untouched by the prefixed sweeper, and vice versa.
       await swept.close();
+    });
+
+    describe('data objects no pointer names (a commit that stored its bytes and failed or died before its pointer)', () => {
+      const nobody = { known: async () => new Set<string>() };
+      const dataKeys = (prefix: string) => listKeys(client, bucket, `${prefix}/data/`);
+
+      /** Push `data` through `via` in one append (`last`: one PutObject, else parts and a tail), and commit it. */
+      async function push(via: S3BlobStore, data: Buffer, last = false) {
+        const id = newId();
+        const { state } = await via.appendUpload(id, await via.createUpload(id), 0, Readable.from([data]), data.length, last);
+        const committed = via.commitUpload(id, state, data.length, sha256(data));
+        return { id, state: state as S3UploadState, committed };
+      }
+
+      it('sweeps them once their session is gone, and keeps named data, fresh data and the data of known sessions', async () => {
+        const prefix = 'sweep-data';
+        const pusher = storeFor(env, bucket, { prefix });
+        const failing = new Set<string>();
+        interceptPointerWrites(pusher.client, async (key) => {
+          if (failing.has(key)) throw Object.assign(new Error('injected: pointer write failed'), { name: 'ServiceUnavailable' });
+        });
+        // Another process: its location cache knows none of these blobs.
+        const sweeper = storeFor(env, bucket, { prefix });
+        try {
+          const kept = randomBytes(6 * MiB + 1);
+          await (await push(pusher, kept)).committed;
+          await (await push(pusher, Buffer.alloc(0))).committed; // a 0-byte address that is no pointer
+          // Parts and a tail, and one PutObject: each commit stores its data, then its pointer fails.
+          const leaks = [randomBytes(6 * MiB + 2), randomBytes(6 * MiB + 3)];
+          for (const data of leaks) failing.add(`${prefix}/blobs/sha256/${sha256(data).slice(7)}`);
+          const sessions = [];
+          for (const [i, data] of leaks.entries()) {
+            const session = await push(pusher, data, i === 1);
+            await assert.rejects(session.committed, /pointer write failed/);
+            sessions.push(session);
+          }
+          for (const data of leaks) assert.equal(await sweeper.stat(sha256(data)), undefined, 'no blob: its pointer was never written');
+          assert.equal((await dataKeys(prefix)).length, 3, 'but its bytes are stored');
+
+          // The core keeps a failed commit's session for the client to retry: its data stays.
+          assert.equal(await sweeper.sweepUploads({ before: Date.now() + 1000, known: async (ids) => new Set(ids) }), 0);
+          // The core ends the sessions (expired, or cancelled by the client): abort cannot tell
+          // whether a pointer names the completed data, so it leaves it to the sweeper.
+          for (const { id, state } of sessions) await pusher.abortUpload(id, state);
+          assert.equal((await dataKeys(prefix)).length, 3);
+          assert.equal(await sweeper.sweepUploads({ before: Date.now() - 60_000, ...nobody }), 0, 'fresh data stays');
+          const [chunked, whole] = sessions;
+          const knowsWhole = async (ids: string[]) => new Set(ids.filter((i) => i === whole.id));
+          assert.equal(await sweeper.sweepUploads({ before: Date.now() + 1000, known: knowsWhole }), 1, 'old unnamed data goes');
+          assert.ok(!(await dataKeys(prefix)).includes(chunked.state.key));
+          // Now one pointer for two data objects (the empty blob's 0-byte address is no pointer).
+          assert.equal(await sweeper.sweepUploads({ before: Date.now() + 1000, ...nobody }), 1, 'once its session is gone');
+          const [keptKey] = await dataKeys(prefix);
+          assert.deepEqual(await dataKeys(prefix), [keptKey]);
+          assert.ok(!sessions.some((s) => keptKey.includes(s.id)), "the data that stays is the named blob's");
+          await assertReadable(sha256(kept), kept.length, sweeper);
+          assert.equal(await sweeper.sweepUploads({ before: Date.now() + 1000, ...nobody }), 0);
+          // The same through the location cache of the process that pushed it.
+          assert.equal(await pusher.sweepUploads({ before: Date.now() + 1000, ...nobody }), 0);
+          assert.deepEqual(await dataKeys(prefix), [keptKey]);
+        } finally {
+          await pusher.close();
+          await sweeper.close();
+        }
+      });
+
+      it('never deletes the data of a commit whose pointer is being written', async () => {
+        const prefix = 'sweep-inflight';
+        const pusher = storeFor(env, bucket, { prefix });
+        let release!: () => void;
+        const held = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        let holding!: () => void;
+        const writing = new Promise<void>((resolve) => {
+          holding = resolve;
+        });
+        interceptPointerWrites(pusher.client, async () => {
+          holding();
+          await held;
+        });
+        const sweeper = storeFor(env, bucket, { prefix });
+        try {
+          const data = randomBytes(6 * MiB + 4);
+          const { id, committed } = await push(pusher, data);
+          await writing; // data complete, pointer not yet written
+          // The metadata store knows the session until the commit finishes (after the pointer).
+          const known = async (ids: string[]) => new Set(ids.filter((i) => i === id));
+          assert.equal(await sweeper.sweepUploads({ before: Date.now() + 1000, known }), 0);
+          release();
+          await committed;
+          assert.equal(await sweeper.sweepUploads({ before: Date.now() + 1000, ...nobody }), 0, 'named now: it stays');
+          await assertReadable(sha256(data), data.length, sweeper);
+        } finally {
+          release();
+          await pusher.close();
+          await sweeper.close();
+        }
+      });
     });
 
     describe('a closing PUT with the whole blob (last append, length over one part)', () => {

@@ -5,7 +5,17 @@ import { Readable } from 'node:stream';
 import { S3BlobStore, type S3BlobStoreOptions } from '../src/index.js';
 import type { S3TestEnv } from '../src/testing.js';
 
-export { createBucket, deleteBucket, emptyBucket, listKeys, listPartSizes, listUploads, requireS3, s3Client } from '../src/testing.js';
+export {
+  createBucket,
+  deleteBucket,
+  emptyBucket,
+  interceptPointerWrites,
+  listKeys,
+  listPartSizes,
+  listUploads,
+  requireS3,
+  s3Client,
+} from '../src/testing.js';
 
 export const MiB = 1024 * 1024;
 

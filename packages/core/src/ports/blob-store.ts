@@ -147,7 +147,9 @@ export interface BlobStore {
   /**
    * Remove what upload sessions left behind that no session knows of (temp files, staging
    * objects, multipart uploads: a process killed between creating them and recording the
-   * session). Returns how many leftovers were removed.
+   * session; bytes a commit stored but never made readable under a digest). Never what a commit
+   * in progress is about to make readable: its session is known until `finishCommit`. Returns
+   * how many leftovers were removed.
    */
   sweepUploads(options: SweepOptions): Promise<number>;
   /**
