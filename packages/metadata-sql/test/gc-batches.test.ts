@@ -60,6 +60,16 @@ async function commit(store: SqlMetadataStore, repository: string, digest: strin
   await store.finishCommit(id, digest, size);
 }
 
+/** Blobs committed to `gc/app` and unlinked again: collectable once the grace period passed. */
+async function unlinkedBlobs(store: SqlMetadataStore, labels: string[]): Promise<string[]> {
+  const digests = labels.map(digestOf);
+  for (const digest of digests) {
+    await commit(store, 'gc/app', digest, 10);
+    assert.equal(await store.unlinkBlob('gc/app', digest), true);
+  }
+  return digests;
+}
+
 /** Statements `work` sends through `db`. */
 async function statements(db: Knex, work: () => Promise<unknown>): Promise<Array<{ sql: string; bindings: unknown[] }>> {
   const sent: Array<{ sql: string; bindings: unknown[] }> = [];
@@ -85,11 +95,10 @@ for (const [name, open] of [
       try {
         // 300 unlinked rows (collectable), 200 digests no row knows of, one linked blob (in use),
         // one left 'deleting' by an earlier run (adopted), one touched after the cutoff (young).
-        const unlinked = Array.from({ length: 300 }, (_, i) => digestOf(`unlinked ${i}`));
-        for (const digest of unlinked) {
-          await commit(store, 'gc/app', digest, 10);
-          assert.equal(await store.unlinkBlob('gc/app', digest), true);
-        }
+        const unlinked = await unlinkedBlobs(
+          store,
+          Array.from({ length: 300 }, (_, i) => `unlinked ${i}`),
+        );
         const unknown = Array.from({ length: 200 }, (_, i) => digestOf(`unknown ${i}`));
         const linked = digestOf('linked');
         await commit(store, 'gc/app', linked, 10);
@@ -133,11 +142,10 @@ for (const [name, open] of [
       if (!fixture) return;
       const { store, db } = fixture;
       try {
-        const digests = Array.from({ length: 12 }, (_, i) => digestOf(`blob ${i}`));
-        for (const digest of digests) {
-          await commit(store, 'gc/app', digest, 10);
-          await store.unlinkBlob('gc/app', digest);
-        }
+        const digests = await unlinkedBlobs(
+          store,
+          Array.from({ length: 12 }, (_, i) => `blob ${i}`),
+        );
         const kept = digestOf('kept');
         await commit(store, 'gc/app', kept, 10);
         // Every third one marked (by a run that died), the rest live: the two interleave.
