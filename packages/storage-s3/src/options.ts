@@ -1,4 +1,5 @@
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+import { UndiciHttpHandler } from './http-handler.js';
 
 export interface S3BlobStoreOptions {
   /** Bucket holding blobs and upload staging; it must exist. */
@@ -42,11 +43,12 @@ export interface S3BlobStoreOptions {
   /** Milliseconds to establish a connection. Default 5,000. */
   connectionTimeoutMs?: number;
   /**
-   * Milliseconds from sending a request to its response headers, request body included (a whole
-   * part upload). Default 120,000. Streamed response bodies are bounded by `socketTimeoutMs` instead.
+   * Milliseconds to wait for response headers once the request is sent, and for a request body
+   * the gateway stops taking (a whole part upload). Default 120,000. Streamed response bodies are
+   * bounded by `socketTimeoutMs` instead.
    */
   requestTimeoutMs?: number;
-  /** Milliseconds a socket may sit idle (no bytes either way) before the request fails. Default 30,000. */
+  /** Milliseconds a response body may send nothing before the request fails. Default 30,000. */
   socketTimeoutMs?: number;
   /** Attempts per request, with the SDK's standard jittered backoff. Default 3. */
   maxAttempts?: number;
@@ -72,7 +74,6 @@ export interface S3BlobStoreOptions {
 
 /** The SDK client the options describe. */
 export function clientConfig(options: S3BlobStoreOptions): S3ClientConfig {
-  const agent = { keepAlive: true, maxSockets: options.maxSockets ?? 64 };
   return {
     endpoint: options.endpoint,
     region: options.region ?? process.env.AWS_REGION ?? 'us-east-1',
@@ -89,13 +90,11 @@ export function clientConfig(options: S3BlobStoreOptions): S3ClientConfig {
     expectContinueHeader: false,
     // The SDK warns on the console when a streamed request fails; the error reaches the caller.
     logger: { debug() {}, info() {}, warn() {}, error() {} },
-    requestHandler: {
+    requestHandler: new UndiciHttpHandler({
       connectionTimeout: options.connectionTimeoutMs ?? 5_000,
       requestTimeout: options.requestTimeoutMs ?? 120_000,
-      throwOnRequestTimeout: true,
       socketTimeout: options.socketTimeoutMs ?? 30_000,
-      httpAgent: agent,
-      httpsAgent: agent,
-    },
+      maxSockets: options.maxSockets ?? 64,
+    }),
   };
 }

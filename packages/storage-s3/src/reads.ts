@@ -2,12 +2,11 @@
  * The read side: where a digest's bytes are (its address, or the data object its pointer names),
  * cached because that mapping never changes while the blob exists, and the reads built on it.
  */
-import { PassThrough, type Readable, pipeline } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { type ByteRange, NotFoundError } from '@berthjs/core';
 import { LRUCache } from 'lru-cache';
 import type { Bucket } from './bucket.js';
 import type { KeyLayout, Location } from './keys.js';
-import { quiet } from './streams.js';
 
 /** Bytes of location cache: ~20,000 entries of a sha256 digest and a data key. */
 const CACHE_BYTES = 4 * 1024 * 1024;
@@ -69,11 +68,7 @@ export class BlobReader {
       const location = cached ?? (await this.resolve(digest));
       if (!location) throw new NotFoundError(`blob ${digest} not found`, this.store);
       try {
-        const body = await this.bucket.get(location.key, httpRange(range, location.size, digest, this.store));
-        // Hand out a plain stream: the SDK's IncomingMessage only aborts its request when destroyed
-        // (`destroyed` flips once the socket closes); the PassThrough is destroyed at once and
-        // takes the response down with it, and S3 errors still propagate to the reader.
-        return pipeline(body, quiet(new PassThrough()), () => {});
+        return await this.bucket.get(location.key, httpRange(range, location.size, digest, this.store));
       } catch (error) {
         // A cached location can outlive a delete (or a delete + re-push) by another process.
         if (!(cached && attempt === 0 && error instanceof NotFoundError)) throw error;
