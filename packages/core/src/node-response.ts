@@ -102,7 +102,14 @@ async function sendFileRange(res: ServerResponse, body: FileRangeBody, idleMs: n
     await zeroCopy.flushHead(res, socket, span.length);
     // Destroyed meanwhile, the descriptor may be closed and its number reused: send nothing.
     if (body.destroyed) throw Object.assign(new Error('blob body destroyed'), { code: 'ECANCELED', sent: 0 });
-    await zeroCopy.sendFile(socket, span.fd, span.start, span.length, { idleMs });
+    // Watched like a streamed body: bytes that left through the addon are progress too.
+    let sent = () => 0;
+    const stop = watchSend(res, idleMs, () => socket.bytesWritten + sent());
+    try {
+      await zeroCopy.sendFile(socket, span.fd, span.start, span.length, { onStart: (progress) => (sent = progress) });
+    } finally {
+      stop();
+    }
   } catch (error) {
     const { code, sent } = error as SendFileError;
     if (sent === 0 && STREAM_INSTEAD.has(code ?? '') && !res.destroyed) {

@@ -5,8 +5,8 @@ import type { ServerResponse } from 'node:http';
  * `idleMs`: a client that stops reading a download would otherwise hold the response, its file
  * or S3 stream and its socket forever. Progress is what Node handed the kernel for the socket
  * (`bytesWritten` stops moving once the kernel's buffer is full and the response is paused), so
- * a slow client that keeps reading is never cut. A body sent around Node (sendfile) must be
- * watched by its sender instead. Returns the stop, also run when the response closes.
+ * a slow client that keeps reading is never cut. A body sent around Node (sendfile) adds its own
+ * count to `progress`. Returns the stop, also run when the response closes.
  */
 export function watchSend(res: ServerResponse, idleMs: number, progress = () => res.socket?.bytesWritten ?? 0): () => void {
   if (!(idleMs > 0)) return () => {};

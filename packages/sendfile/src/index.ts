@@ -57,10 +57,11 @@ export interface SendFileError extends NodeJS.ErrnoException {
 
 export interface SendFileOptions {
   /**
-   * End the transfer with ETIMEDOUT once no byte has gone out for this long (ms): a client that
-   * stopped reading would otherwise hold the file and the connection forever. 0: wait forever.
+   * Called once the transfer has started, with a function answering how many bytes of it have
+   * gone out so far (a stall watchdog's progress). To end a transfer the client stopped reading,
+   * destroy the socket: the transfer then rejects with ECANCELED.
    */
-  idleMs?: number;
+  onStart?: (sent: () => number) => void;
 }
 
 /**
@@ -68,50 +69,27 @@ export interface SendFileOptions {
  * bytes go from the page cache to the socket without passing through this process. Nothing else
  * may write to the socket until it settles. Resolves when every byte is in the socket's buffer;
  * rejects with an errno error (`code` EPIPE, ECONNRESET, ...; ECANCELED when the socket closed
- * first; ETIMEDOUT after `idleMs` without progress; EINVAL or ENOSYS where the file's filesystem
- * cannot splice) whose `sent` says how many bytes went out. The caller may close `fileFd` at any
- * time: the transfer uses its own duplicate.
+ * first; EINVAL or ENOSYS where the file's filesystem cannot splice) whose `sent` says how many
+ * bytes went out. The caller may close `fileFd` at any time: the transfer uses its own duplicate.
  */
 export function sendFile(socket: Socket, fileFd: number, offset: number, length: number, options: SendFileOptions = {}): Promise<void> {
   const socketFd = descriptorOf(socket);
   if (!addon || socketFd === undefined) return Promise.reject(new Error('sendFile: no zero-copy path for this socket'));
   const { start, cancel, progress } = addon;
-  const idleMs = options.idleMs ?? 0;
   return new Promise((resolve, reject) => {
-    let settled = false;
-    let stalled = false;
-    let watchdog: NodeJS.Timeout | undefined;
+    let settled: number | undefined;
     // Node closing its socket leaves the connection open through our duplicate: stop at once.
-    const onClose = () => settled || cancel(transfer);
+    const onClose = () => settled !== undefined || cancel(transfer);
     const transfer = start(socketFd, fileFd, offset, length, (error, sent) => {
-      settled = true;
-      clearInterval(watchdog);
+      settled = sent;
       socket.off('close', onClose);
       if (!error) return resolve();
-      error.code = stalled ? 'ETIMEDOUT' : error.errno ? errnoNames.get(error.errno) : 'ERR_FILE_TOO_SHORT';
-      if (stalled) error.message = `no byte went out for ${idleMs} ms`;
+      error.code = error.errno ? errnoNames.get(error.errno) : 'ERR_FILE_TOO_SHORT';
       reject(Object.assign(error, { sent }));
     });
     socket.once('close', onClose);
-    if (idleMs > 0) {
-      let seen = 0;
-      let since = Date.now();
-      watchdog = setInterval(
-        () => {
-          if (settled) return;
-          const sent = progress(transfer);
-          if (sent !== seen) {
-            seen = sent;
-            since = Date.now();
-          } else if (Date.now() - since >= idleMs) {
-            stalled = true;
-            clearInterval(watchdog);
-            cancel(transfer);
-          }
-        },
-        Math.max(10, Math.min(1000, idleMs / 4)),
-      ).unref();
-    }
+    // The addon answers progress only until its callback ran; after that, the final count.
+    options.onStart?.(() => settled ?? progress(transfer));
   });
 }
 
