@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseServeConfig } from '@berthjs/cli';
 import { randomBlob, rawRequest, sha256, TestClient } from './support/client.js';
-import { spawnBerth, type BerthProcess } from './support/cli.js';
+import { runBerth, spawnBerth, type BerthProcess } from './support/cli.js';
 
 describe('berth serve config', () => {
   it('reads flags, then environment variables, then defaults', () => {
@@ -115,6 +115,14 @@ describe('two berth processes sharing one data directory and database', () => {
         await server.stop();
       }
     }
+  });
+
+  it('tunes V8 without complaints on this Node (a flag its V8 lacks would print an error)', async () => {
+    // --external-memory-accounted-in-global-limit exists from V8 13 (Node 24) on, and only there is it set.
+    const { code, stdout, stderr } = await runBerth(['--version']);
+    assert.equal(code, 0);
+    assert.match(stdout, /^\d+\.\d+\.\d+/);
+    assert.doesNotMatch(stderr, /unrecognized flag|Error/);
   });
 
   it('logs one line per request', async () => {
