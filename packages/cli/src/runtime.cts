@@ -11,10 +11,6 @@ function tuneRuntime(): void {
   // them. Pull CPU 1.75 -> 0.70 s/GiB, push 2.9 -> 2.1. The heap is small, so the occasional
   // non-incremental mark-compact stays short. Safe at runtime: Node keeps flags unfrozen.
   v8.setFlagsFromString('--no-incremental-marking');
-  // V8 13 (Node 24) answers the same Buffers' external memory with full mark-compacts: 26 over
-  // 1.25 GiB of S3 GET bodies, where Node 20 and 22 scavenge (CPU per GiB received 1.6-1.7 s
-  // against 0.8 with this flag). Older V8s do not know the flag and would print an error.
-  if (Number(process.versions.v8.split('.')[0]) >= 13) v8.setFlagsFromString('--external-memory-accounted-in-global-limit');
   // Every file operation runs on the threadpool, 4 threads by default. The fs store's background
   // fdatasyncs (10-15 ms each, one per upload in flight) can hold all four, so a PATCH's open
   // and stat queue behind them: 8 MiB chunked pushes ran 9 % faster with 16 threads, monolithic
