@@ -4,7 +4,6 @@
  * 0.75 s per GiB measured here), and every blob download is such a body. Signing, retries and
  * error parsing stay the SDK's; only the bytes on the wire go through undici.
  */
-import type { Readable } from 'node:stream';
 import { HttpResponse, buildQueryString } from '@smithy/core/protocols';
 import type { HttpHandlerOptions, HttpRequest } from '@smithy/types';
 import { Agent, type Dispatcher, errors } from 'undici';
@@ -27,7 +26,7 @@ export class UndiciHttpHandler {
   readonly metadata = { handlerProtocol: 'http/1.1' };
   private readonly agent: Agent;
 
-  constructor(private readonly settings: HttpHandlerSettings) {
+  constructor(settings: HttpHandlerSettings) {
     this.agent = new Agent({
       connect: { timeout: settings.connectionTimeout },
       headersTimeout: settings.requestTimeout,
@@ -50,13 +49,13 @@ export class UndiciHttpHandler {
         headers,
         body: request.body as Dispatcher.DispatchOptions['body'],
         signal: options.abortSignal as AbortSignal | undefined,
-        headersTimeout: options.requestTimeout ?? this.settings.requestTimeout,
+        // Undefined leaves the agent's own (settings.requestTimeout).
+        headersTimeout: options.requestTimeout,
       });
       const responseHeaders: Record<string, string> = {};
       for (const [name, value] of Object.entries(res.headers))
         if (value !== undefined) responseHeaders[name] = Array.isArray(value) ? value.join(', ') : value;
-      const body: Readable = res.body;
-      return { response: new HttpResponse({ statusCode: res.statusCode, headers: responseHeaders, body }) };
+      return { response: new HttpResponse({ statusCode: res.statusCode, headers: responseHeaders, body: res.body }) };
     } catch (error) {
       throw asNodeError(error);
     }
@@ -77,7 +76,7 @@ export class UndiciHttpHandler {
  * Give undici's failures the shape `node:http`'s have, which the SDK's retry strategy and
  * errors.ts know: timeouts are `TimeoutError`s, a connection the peer closed is ECONNRESET.
  */
-export function asNodeError(error: unknown): unknown {
+function asNodeError(error: unknown): unknown {
   if (
     error instanceof errors.ConnectTimeoutError ||
     error instanceof errors.HeadersTimeoutError ||
