@@ -2,7 +2,7 @@
 import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { open, readdir, truncate, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readlink, realpath, truncate, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { BlobReadStream } from '../src/blob-read-stream.js';
 import { readAll, withFile } from './files.js';
@@ -28,7 +28,12 @@ async function threadpoolReads(t: TestContext, work: () => Promise<unknown>): Pr
   return reads;
 }
 
-const openFds = async () => (await readdir('/proc/self/fd')).length;
+/** Descriptors of this process open on `path` (counting all of them raced with unrelated ones closing). */
+async function fdsOn(path: string): Promise<number> {
+  const target = await realpath(path);
+  const links = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => undefined)));
+  return links.filter((link) => link === target).length;
+}
 
 describe('BlobReadStream', () => {
   test('streams a whole file, or any inclusive range of it, in chunks of the given size', async (t) => {
@@ -63,7 +68,6 @@ describe('BlobReadStream', () => {
 
   test('closes its descriptor when it ends, fails or is destroyed midway', async (t) => {
     const path = await withFile(t, randomBytes(512 * KiB));
-    const before = await openFds();
     await readAll(new BlobReadStream(await open(path), 0, Infinity, { chunkSize: 64 * KiB }));
     const destroyed = new BlobReadStream(await open(path), 0, Infinity, { chunkSize: 64 * KiB });
     await new Promise((resolve) => destroyed.once('data', resolve));
@@ -71,7 +75,7 @@ describe('BlobReadStream', () => {
     await new Promise((resolve) => destroyed.once('close', resolve));
     const failed = new BlobReadStream(await open(path), 0, 1024 * KiB, { chunkSize: 64 * KiB });
     await assert.rejects(readAll(failed));
-    assert.equal(await openFds(), before);
+    assert.equal(await fdsOn(path), 0);
   });
 
   test('reads through the threadpool first, then synchronously while reads stay fast', async (t) => {
